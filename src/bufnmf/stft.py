@@ -1,0 +1,199 @@
+"""Short-time Fourier transform in FluCoMa's conventions (pure numerics, no I/O).
+
+FluCoMa's BufNMF chain: periodic Hann window, the signal zero-padded by
+``window_size // 2`` in front, frame ``i`` starting at ``i * hop_size`` of the
+padded signal, ``num_samples // hop_size + 1`` frames, magnitudes ``|rfft|``
+without scaling. The inverse is window-weighted overlap-add divided by the sum
+of squared windows, so ``istft(stft(x)) == x`` wherever the windows overlap.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import BufNMFError, BufNMFWarning
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= ``n`` (``n >= 1``)."""
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class FFTSettings:
+    """Resolved FFT settings (all in samples).
+
+    Attributes:
+        window_size: analysis window length.
+        hop_size: distance between frames.
+        fft_size: FFT length (a power of two >= window_size).
+    """
+
+    window_size: int
+    hop_size: int
+    fft_size: int
+
+    @property
+    def bins(self) -> int:
+        """Number of frequency bins, ``fft_size // 2 + 1``."""
+        return self.fft_size // 2 + 1
+
+    def num_frames(self, num_samples: int) -> int:
+        """STFT frame count for ``num_samples`` samples: ``num_samples // hop_size + 1``."""
+        return int(num_samples) // self.hop_size + 1
+
+
+def _as_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return int(value)
+        raise BufNMFError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def resolve_fft_settings(window_size: int = 1024, hop_size: int = -1, fft_size: int = -1) -> FFTSettings:
+    """Resolve FluCoMa-style FFT settings.
+
+    ``hop_size <= 0`` means ``window_size // 2``; ``fft_size == -1`` means the next
+    power of two >= ``window_size``. An explicit FFT size that is not a power of two,
+    or is smaller than the window, is raised to the next power of two that is at
+    least ``max(fft_size, window_size)``, with a :class:`BufNMFWarning`, as FluCoMa
+    does.
+
+    Raises:
+        BufNMFError: window < 4, hop > window, or non-integer values.
+    """
+    window_size = _as_int("window_size", window_size)
+    hop_size = _as_int("hop_size", hop_size)
+    fft_size = _as_int("fft_size", fft_size)
+    if window_size < 4:
+        raise BufNMFError(f"window_size must be at least 4 samples, got {window_size}")
+    if window_size > 2**22:
+        raise BufNMFError(f"window_size must be at most {2**22} samples, got {window_size}")
+    if hop_size <= 0:
+        hop_size = window_size // 2
+    if hop_size > window_size:
+        raise BufNMFError(
+            f"hop_size ({hop_size}) must not exceed window_size ({window_size}): "
+            "frames would leave gaps and the sound could not be reconstructed; "
+            "use a hop of at most the window size (-1 gives window_size // 2)"
+        )
+    if fft_size == -1:
+        fft_size = next_pow2(window_size)
+    elif fft_size <= 0 and fft_size != -1:
+        raise BufNMFError(f"fft_size must be -1 (automatic) or a positive integer, got {fft_size}")
+    else:
+        wanted = next_pow2(max(fft_size, window_size))
+        if wanted != fft_size:
+            warnings.warn(
+                f"fft_size {fft_size} adjusted to {wanted} (FFT sizes must be powers of two "
+                f"and at least the window size {window_size})",
+                BufNMFWarning,
+                stacklevel=3,
+            )
+            fft_size = wanted
+    if fft_size > 2**22:
+        raise BufNMFError(f"fft_size must be at most {2**22}, got {fft_size}")
+    return FFTSettings(window_size, hop_size, fft_size)
+
+
+def hann(window_size: int) -> np.ndarray:
+    """Periodic Hann window ``0.5 - 0.5 cos(2 pi i / N)``, float64, shape ``(N,)``."""
+    i = np.arange(window_size, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * i / window_size)
+
+
+def frames(signal: np.ndarray, settings: FFTSettings) -> np.ndarray:
+    """Padded, unwindowed frames as a read-only view, shape ``(num_frames, window_size)``.
+
+    ``signal``: 1-D float array, ``(num_samples,)``.
+    """
+    n = signal.shape[0]
+    nf = settings.num_frames(n)
+    w, h = settings.window_size, settings.hop_size
+    total = (nf - 1) * h + w
+    padded = np.zeros(total, dtype=signal.dtype)
+    front = w // 2
+    take = min(n, total - front)
+    padded[front : front + take] = signal[:take]
+    return sliding_window_view(padded, w)[::h][:nf]
+
+
+def stft_complex(signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128) -> np.ndarray:
+    """Complex STFT of a mono signal.
+
+    Args:
+        signal: real samples, shape ``(num_samples,)``.
+        settings: resolved FFT settings.
+        dtype: complex dtype of the result.
+
+    Returns:
+        Complex array, shape ``(bins, num_frames)`` (bins = ``fft_size // 2 + 1``).
+    """
+    real = np.float64 if np.dtype(dtype) == np.complex128 else np.float32
+    fr = frames(np.asarray(signal, dtype=real), settings)
+    win = hann(settings.window_size).astype(real)
+    spec = np.fft.rfft(fr * win, n=settings.fft_size, axis=1)
+    return np.ascontiguousarray(spec.T, dtype=dtype)
+
+
+def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type = np.float64) -> np.ndarray:
+    """Inverse of :func:`stft_complex`: overlap-add divided by the summed squared windows.
+
+    Args:
+        spec: complex, shape ``(bins, num_frames)``.
+        settings: the settings used for the forward transform.
+        num_samples: length of the output in samples.
+        dtype: real dtype of the output.
+
+    Returns:
+        Real array, shape ``(num_samples,)``.
+    """
+    w, h = settings.window_size, settings.hop_size
+    nf = spec.shape[1]
+    win = hann(w)
+    seg = np.fft.irfft(spec.T, n=settings.fft_size, axis=1)[:, :w] * win
+    total = (nf - 1) * h + w
+    out = np.zeros(total, dtype=np.float64)
+    norm = np.zeros(total, dtype=np.float64)
+    win2 = win * win
+    _overlap_add(out, seg, h)
+    _overlap_add(norm, np.broadcast_to(win2, seg.shape), h)
+    out /= np.maximum(norm, _EPS)
+    front = w // 2
+    res = np.zeros(num_samples, dtype=dtype)
+    avail = min(num_samples, total - front)
+    res[:avail] = out[front : front + avail]
+    return res
+
+
+def _overlap_add(out: np.ndarray, seg: np.ndarray, hop: int) -> None:
+    """Add rows of ``seg`` (frames x window) into ``out`` at multiples of ``hop``.
+
+    Frames are zero-extended to a multiple of the hop, then split into groups of
+    frames that do not overlap each other; each group is one vectorised add.
+    ``out`` must hold at least ``(frames - 1) * hop + window`` samples.
+    """
+    _nf, w = seg.shape
+    r = -(-w // hop)
+    span = r * hop
+    for j in range(r):
+        rows = seg[j::r]
+        count = rows.shape[0]
+        if count == 0:
+            continue
+        start = j * hop
+        stop = min(start + count * span, out.shape[0])
+        full = (stop - start) // span  # groups that fit whole
+        if full:
+            view = out[start : start + full * span].reshape(full, span)
+            view[:, :w] += rows[:full]
+        for i in range(full, count):  # at most one trailing frame
+            a = start + i * span
+            out[a : a + w] += rows[i]

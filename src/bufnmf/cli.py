@@ -1,0 +1,327 @@
+"""The ``bufnmf`` command line: a thin layer over the library (no numerics here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .client import DecomposeResult, decompose
+from .errors import BufNMFError, Cancelled
+from .io import OutputSet, read_audio, read_buffer
+
+MODE_CHOICE = click.Choice(["none", "seed", "fixed"], case_sensitive=False)
+
+
+class Progress:
+    """A tqdm bar on a terminal; nothing when quiet or when stdout/stderr is not a terminal."""
+
+    def __init__(self, desc: str, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stdout.isatty() and sys.stderr.isatty()
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="it", leave=False, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def say(quiet: bool, text: str) -> None:
+    """Print to stdout only on a terminal and when not quiet."""
+    if not quiet and sys.stdout.isatty():
+        click.echo(text)
+
+
+def common_debug(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")(f)
+
+
+def fft_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--fft-size", type=int, default=-1, show_default=True,
+                     help="FFT size; -1: next power of two >= window.")(f)
+    f = click.option("--hop-size", type=int, default=-1, show_default=True, help="Hop in samples; -1: window/2.")(f)
+    f = click.option("--window-size", type=int, default=1024, show_default=True, help="Window in samples.")(f)
+    return f
+
+
+EPILOG_MAIN = """\b
+Examples:
+  bufnmf demo                                   # synthesise a drum loop and split it
+  bufnmf decompose loop.wav -o parts -k 3 --plot
+  bufnmf decompose loop.wav -o parts --bases kit.wav --bases-mode fixed
+"""
+
+
+@click.group(epilog=EPILOG_MAIN, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="bufnmf")
+@common_debug
+def cli(debug: bool) -> None:
+    """Split sounds into parts with NMF, as FluCoMa's BufNMF does."""
+
+
+def _buffer_arg(path: str | None, mode: str | None, what: str, flag: str) -> tuple[np.ndarray | None, int]:
+    if path is None:
+        if mode not in (None, "none"):
+            raise BufNMFError(f"{flag}-mode {mode} needs {flag} FILE (a .wav or .npy buffer in FluCoMa layout)")
+        return None, 0
+    arr, _ = read_buffer(path, what)
+    return arr, {"none": 0, "seed": 1, "fixed": 2}[mode or "seed"]
+
+
+def _infer_components(given: int | None, bases: np.ndarray | None, acts: np.ndarray | None, channels: int) -> int:
+    if given is not None:
+        return given
+    for arr in (bases, acts):
+        if arr is not None:
+            cols = arr.shape[1]
+            return cols // channels if cols % channels == 0 else cols
+    return 1
+
+
+def output_names(components: int, resynth: bool, plot: bool, labels: list[str] | None = None,
+                 extra: Sequence[str] = ()) -> list[str]:
+    """File names a decomposition writes, in writing order."""
+    stems = labels or [str(k + 1) for k in range(components)]
+    names = [*extra, *(f"component_{s}.wav" for s in stems if resynth)]
+    names += ["bases.wav", "activations.wav", "bases.npy", "activations.npy", "summary.json"]
+    if plot:
+        names += ["bases.png", "activations.png"]
+    return names
+
+
+def write_decomposition(
+    res: DecomposeResult, sample_rate: int, outdir: Path, force: bool, plot: bool, source_name: str,
+    timings: dict[str, float], labels: list[str] | None = None, extra: dict[str, tuple[np.ndarray, int]] | None = None,
+) -> list[Path]:
+    """Write the outputs of a decomposition atomically (see :class:`bufnmf.io.OutputSet`)."""
+    K, C = res.components, res.num_channels
+    names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}))
+    comp_names = [n for n in names if n.startswith("component_")]
+    t0 = time.perf_counter()
+    with OutputSet(outdir, names, force=force) as out:
+        for name, (data, sr) in (extra or {}).items():
+            out.write_audio(name, data, sr)
+        if res.resynth is not None:
+            for k, name in enumerate(comp_names):
+                out.write_audio(name, res.resynth[:, k::K][:, :C], sample_rate)
+        out.write_audio("bases.wav", res.bases, sample_rate / res.fft_size)
+        out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
+        out.write_npy("bases.npy", res.bases)
+        out.write_npy("activations.npy", res.activations)
+        if plot:
+            from .plot import plot_activations, plot_bases
+
+            out.write_with("bases.png", lambda p: plot_bases(res, sample_rate, p, labels))
+            out.write_with("activations.png", lambda p: plot_activations(res, sample_rate, p, labels))
+        timings = {**timings, "write_seconds": round(time.perf_counter() - t0, 4)}
+        out.write_json("summary.json", summary(res, sample_rate, source_name, timings, names, labels))
+    return out.written
+
+
+def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: dict[str, float],
+            outputs: list[str], labels: list[str] | None) -> dict[str, Any]:
+    """The contents of ``summary.json``."""
+    return {
+        "bufnmf_version": __version__,
+        "source": source_name,
+        "sample_rate": sample_rate,
+        "parameters": {
+            "components": res.components, "iterations": res.iterations, "window_size": res.window_size,
+            "hop_size": res.hop_size, "fft_size": res.fft_size, "seed": res.seed, "bases_mode": res.bases_mode,
+            "act_mode": res.act_mode, "start_frame": res.start_frame, "num_frames": res.num_samples,
+            "start_chan": res.start_chan, "num_chans": res.num_channels, "precision": res.precision,
+        },
+        "labels": labels or [f"component {k + 1}" for k in range(res.components)],
+        "shapes": {
+            "bases": list(res.bases.shape), "activations": list(res.activations.shape),
+            "resynth": list(res.resynth.shape) if res.resynth is not None else None,
+        },
+        "buffer_sample_rates": {"bases": sample_rate / res.fft_size, "activations": sample_rate / res.hop_size},
+        "divergence": [[float(d) for d in ch] for ch in res.divergences],
+        "timings": timings,
+        "outputs": outputs,
+    }
+
+
+@cli.command("decompose", epilog="""\b
+Examples:
+  bufnmf decompose drums.wav -o parts -k 3 --plot
+  bufnmf decompose drums.wav -o parts -k 3 --seed 42 --window-size 2048 --hop-size 512
+  bufnmf decompose loop.wav -o tracked --bases kit.wav --bases-mode fixed
+""")
+@click.argument("source", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the outputs (created if needed).")
+@click.option("-k", "--components", type=int, default=None,
+              help="Number of components [default: 1, or from the --bases/--activations buffer].")
+@click.option("--iterations", type=int, default=100, show_default=True)
+@fft_options
+@click.option("--seed", type=int, default=-1, show_default=True, help=">= 0 reproduces FluCoMa's seeded start.")
+@click.option("--bases", "bases_path", type=str, default=None, help="Bases buffer (.wav or .npy, FluCoMa layout).")
+@click.option("--bases-mode", type=MODE_CHOICE, default=None, help="How to use --bases [default: seed].")
+@click.option("--activations", "acts_path", type=str, default=None, help="Activations buffer (.wav or .npy).")
+@click.option("--act-mode", type=MODE_CHOICE, default=None, help="How to use --activations [default: seed].")
+@click.option("--start-frame", type=int, default=0, show_default=True)
+@click.option("--num-frames", type=int, default=-1, show_default=True)
+@click.option("--start-chan", type=int, default=0, show_default=True)
+@click.option("--num-chans", type=int, default=-1, show_default=True)
+@click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--no-resynth", is_flag=True, help="Do not write component audio.")
+@click.option("--plot", is_flag=True, help="Also write bases.png and activations.png.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations: int, window_size: int,
+                  hop_size: int, fft_size: int, seed: int, bases_path: str | None, bases_mode: str | None,
+                  acts_path: str | None, act_mode: str | None, start_frame: int, num_frames: int, start_chan: int,
+                  num_chans: int, precision: str, no_resynth: bool, plot: bool, quiet: bool, force: bool,
+                  debug: bool) -> None:
+    """Split SOURCE into components; write stems, FluCoMa buffers, summary.json (and plots)."""
+    t0 = time.perf_counter()
+    data, sr = read_audio(source)
+    bases, bmode = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
+    acts, amode = _buffer_arg(acts_path, act_mode, "activations", "--activations")
+    chans = data.shape[1] - start_chan if num_chans == -1 else num_chans
+    k = _infer_components(components, bases, acts, max(1, chans))
+    # Fail on the output folder before the work, not after.
+    OutputSet(outdir, output_names(k, not no_resynth, plot), force=force).check()
+    t_read = time.perf_counter() - t0
+    bar = Progress("NMF", quiet)
+    t1 = time.perf_counter()
+    try:
+        res = decompose(data, components=k, iterations=iterations, window_size=window_size, hop_size=hop_size,
+                        fft_size=fft_size, seed=seed, bases=bases, bases_mode=bmode, activations=acts,
+                        act_mode=amode, resynth=not no_resynth, start_frame=start_frame, num_frames=num_frames,
+                        start_chan=start_chan, num_chans=num_chans, progress=bar, precision=precision,
+                        track_divergence=True)
+    finally:
+        bar.close()
+    timings = {"read_seconds": round(t_read, 4), "decompose_seconds": round(time.perf_counter() - t1, 4)}
+    written = write_decomposition(res, sr, outdir, force, plot, str(source), timings)
+    say(quiet, f"{source}: {res.num_channels} channel(s), {res.components} component(s), "
+               f"{res.iterations} iterations in {timings['decompose_seconds']:.2f} s")
+    for p in written:
+        say(quiet, f"  wrote {p}")
+
+
+@cli.command("demo", epilog="""\b
+Example:
+  bufnmf demo -o my-demo
+""")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("bufnmf-demo"),
+              show_default=True, help="Folder for the demo's files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def demo_cmd(outdir: Path, quiet: bool, force: bool, debug: bool) -> None:
+    """Synthesise a drum loop, split it into 3 components and say which is which."""
+    from .demo import DRUMS, drum_loop
+
+    sr = 44100
+    OutputSet(outdir, output_names(3, True, True, extra=["demo_loop.wav"]), force=force).check()
+    mix, stems, _ = drum_loop(seconds=4.0, sr=sr)
+    bar = Progress("NMF", quiet)
+    t1 = time.perf_counter()
+    try:
+        res = decompose(mix, components=3, iterations=150, seed=2, progress=bar, track_divergence=True)
+    finally:
+        bar.close()
+    timings = {"decompose_seconds": round(time.perf_counter() - t1, 4)}
+    written = write_decomposition(res, sr, outdir, force, True, "demo_loop.wav (synthesised)", timings,
+                                  extra={"demo_loop.wav": (mix[:, None], sr)})
+    assert res.resynth is not None
+    corr = np.array([[np.corrcoef(res.resynth[:, k], stems[d])[0, 1] for d in DRUMS] for k in range(3)])
+    if not quiet:
+        click.echo(f"Synthesised a 4 s drum loop and split it into 3 components in "
+                   f"{timings['decompose_seconds']:.2f} s:")
+        for p in written:
+            click.echo(f"  wrote {p}")
+        click.echo("Which component is which drum (correlation with the synthetic sources):")
+        for k in range(3):
+            best = int(np.argmax(corr[k]))
+            click.echo(f"  component_{k + 1}.wav ~ {DRUMS[best]:<6} (r = {corr[k, best]:.2f})")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    click.echo(f"bufnmf: warning: {message}", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the CLI, turning every error into one line on stderr and exit status 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("BUFNMF_DEBUG") == "1"
+    if "--quiet" in args or "-q" in args:
+        warnings.simplefilter("ignore")
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning
+    with_sigterm = False
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        with_sigterm = True
+    except ValueError:  # not the main thread
+        pass
+    try:
+        rv = cli.main(args=args, prog_name="bufnmf", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("bufnmf: interrupted; no outputs were written", err=True)
+        return 130
+    except click.UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        hint = f" (see 'bufnmf {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in (
+            exc.ctx.command_path or "") else " (see 'bufnmf --help')"
+        click.echo(f"bufnmf: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except (BufNMFError, Cancelled, click.ClickException) as exc:
+        if debug:
+            traceback.print_exc()
+        msg = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"bufnmf: error: {msg}", err=True)
+        return 2
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        click.echo("bufnmf: error: out of memory: use fewer components, a shorter selection "
+                   "(--num-frames) or a larger hop", err=True)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, full story with --debug
+        if debug:
+            raise
+        click.echo(f"bufnmf: error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the "
+                   "traceback and please report it)", err=True)
+        return 1
+    finally:
+        warnings.showwarning = old_show
+        if with_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Audio and buffer files, and all-or-nothing output writing.
+
+Buffers are FluCoMa-layout arrays (frames x channels) stored as float32 WAV (loadable
+as buffers in Max or SuperCollider) or ``.npy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from .errors import BufNMFError
+
+BUFFER_SUFFIXES = (".wav", ".npy")
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if not path.exists():
+        raise BufNMFError(f"{what} {path} does not exist: check the path")
+    if path.is_dir():
+        raise BufNMFError(f"{what} {path} is a directory: give an audio file")
+    if not os.access(path, os.R_OK):
+        raise BufNMFError(f"{what} {path} cannot be read (permission denied)")
+    if path.stat().st_size == 0:
+        raise BufNMFError(f"{what} {path} is empty (0 bytes): give an audio file")
+
+
+def read_audio(path: str | os.PathLike[str], what: str = "source") -> tuple[np.ndarray, int]:
+    """Read any file libsndfile reads.
+
+    Returns:
+        ``(samples, sample_rate)``: float64 array of shape (frames, channels), rate in Hz.
+
+    Raises:
+        BufNMFError: missing, unreadable, empty, corrupt or unsupported files (naming the file).
+    """
+    p = Path(path)
+    _check_readable(p, what)
+    try:
+        with sf.SoundFile(str(p)) as f:
+            data = f.read(dtype="float64", always_2d=True)
+            sr = int(f.samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise BufNMFError(
+            f"{what} {p} is not a readable audio file ({_short(exc)}): use WAV, AIFF, FLAC, OGG or MP3"
+        ) from None
+    if data.shape[0] == 0:
+        raise BufNMFError(f"{what} {p} holds no samples: give a file with sound in it")
+    return data, sr
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def read_buffer(path: str | os.PathLike[str], what: str = "buffer") -> tuple[np.ndarray, int | None]:
+    """Read a FluCoMa-layout buffer from ``.wav`` (any libsndfile format) or ``.npy``.
+
+    Returns:
+        ``(array, sample_rate)``: float64, shape (frames, channels); rate None for ``.npy``.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        _check_readable(p, what)
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise BufNMFError(f"{what} {p} is not a readable .npy array ({_short(exc)})") from None
+        if arr.dtype.kind not in "fiu":
+            raise BufNMFError(f"{what} {p} holds {arr.dtype} values: it must be a real numeric array")
+        arr = np.asarray(arr, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2:
+            raise BufNMFError(f"{what} {p} has shape {arr.shape}: a buffer is 2-D (frames, channels)")
+        return arr, None
+    return read_audio(p, what)
+
+
+class OutputSet:
+    """Write a set of files into one folder all together, or not at all.
+
+    Each file is written to a hidden temporary name in the folder and renamed into
+    place only when every file has been written (:meth:`commit`). Existing files
+    are refused unless ``force``. On any exception (Ctrl-C included) the
+    temporaries are removed and existing files stay untouched.
+
+    Use::
+
+        with OutputSet(outdir, ["a.wav", "b.json"], force=False) as out:
+            out.write_audio("a.wav", data, sr)
+            out.write_json("b.json", {...})
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], names: list[str], force: bool = False) -> None:
+        self.folder = Path(folder)
+        self.names = list(names)
+        self.force = force
+        self._temps: dict[str, Path] = {}
+        self.written: list[Path] = []
+
+    def targets(self) -> list[Path]:
+        return [self.folder / n for n in self.names]
+
+    def check(self) -> None:
+        """Fail early (before any work) if the folder cannot take the outputs."""
+        f = self.folder
+        if f.exists() and not f.is_dir():
+            raise BufNMFError(f"output folder {f} is a file: give a folder path with -o")
+        if not self.force:
+            existing = [p for p in self.targets() if p.exists()]
+            if existing:
+                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                raise BufNMFError(f"{existing[0]}{more} already exist(s): use --force to overwrite, "
+                                  "or choose another output folder")
+        try:
+            f.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufNMFError(f"cannot create output folder {f}: {exc.strerror or exc}") from None
+        if not os.access(f, os.W_OK):
+            raise BufNMFError(f"output folder {f} is not writable: choose another with -o")
+
+    def __enter__(self) -> OutputSet:
+        self.check()
+        return self
+
+    def _temp(self, name: str) -> Path:
+        if name not in self.names:
+            raise ValueError(f"{name} was not declared")  # programming error
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=self.folder)
+        os.close(fd)
+        self._temps[name] = Path(tmp)
+        return Path(tmp)
+
+    def _guard(self, name: str, writer: Callable[[Path], None]) -> None:
+        tmp = self._temp(name)
+        try:
+            writer(tmp)
+        except OSError as exc:
+            raise BufNMFError(f"cannot write {self.folder / name}: {exc.strerror or exc}") from None
+        except sf.LibsndfileError as exc:
+            raise BufNMFError(f"cannot write {self.folder / name}: {_short(exc)}") from None
+
+    def write_audio(self, name: str, data: np.ndarray, sample_rate: float) -> None:
+        """Float32 WAV, data shape (frames, channels), rate rounded to whole Hz (>= 1); NaN/Inf refused."""
+        data = np.asarray(data, dtype=np.float32)
+        if not np.isfinite(data).all():
+            raise BufNMFError(f"refusing to write {name}: it would contain NaN or infinite values")
+        sr = max(1, round(sample_rate))
+        self._guard(name, lambda p: sf.write(str(p), data, sr, subtype="FLOAT", format="WAV"))
+
+    def write_npy(self, name: str, array: np.ndarray) -> None:
+        def w(p: Path) -> None:
+            with open(p, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+        self._guard(name, w)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
+        self._guard(name, lambda p: p.write_text(text))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._guard(name, lambda p: p.write_bytes(data))
+
+    def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
+        """Let ``writer(temp_path)`` write the file (e.g. a matplotlib figure)."""
+        self._guard(name, writer)
+
+    def commit(self) -> list[Path]:
+        missing = [n for n in self.names if n not in self._temps]
+        if missing:
+            raise RuntimeError(f"outputs not written: {missing}")  # programming error
+        for name in self.names:
+            tmp = self._temps.pop(name)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.folder / name)
+            self.written.append(self.folder / name)
+        return self.written
+
+    def discard(self) -> None:
+        for tmp in self._temps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._temps.clear()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        self.discard()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    p = Path(path)
+    with OutputSet(p.parent if str(p.parent) else Path("."), [p.name], force=force) as out:
+        holder: list[Path] = []
+        out.write_with(p.name, holder.append)
+        yield holder[0]

@@ -243,3 +243,17 @@ def test_error_is_a_value_error():
 def test_stereo_shape_error_mentions_both_layouts(stereo):
     with pytest.raises(BufNMFError, match=r"expected \(513, 4 \(channels \* components\) or 2\)"):
         bufnmf.decompose(stereo, components=2, bases=np.ones((513, 3)), bases_mode=1)
+
+
+def test_chunked_stft_and_resynthesis_do_not_depend_on_chunk_size(loop, monkeypatch):
+    from bufnmf import masks, stft
+
+    ref = bufnmf.decompose(loop, components=2, iterations=5, seed=0, window_size=1000, hop_size=300,
+                           precision="float64")
+    monkeypatch.setattr(stft, "CHUNK_FRAMES", 7)
+    monkeypatch.setattr(masks, "CHUNK_FRAMES", 7)
+    small = bufnmf.decompose(loop, components=2, iterations=5, seed=0, window_size=1000, hop_size=300,
+                             precision="float64")
+    np.testing.assert_allclose(small.activations, ref.activations, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(small.resynth, ref.resynth, atol=1e-6)
+    np.testing.assert_allclose(small.resynth.sum(axis=1), loop, atol=1e-5)

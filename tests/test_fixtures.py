@@ -24,16 +24,17 @@ def test_all_cases_covered(fixtures_dir):
     assert sorted(json.loads((fixtures_dir / "cases.json").read_text())["cases"]) == sorted(CASES)
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_flucoma(fixtures_dir, case, precision):
+def test_matches_flucoma(fixtures_dir, case, precision, kernel):
     spec = json.loads((FIXTURES / "cases.json").read_text())["cases"][case]
     src = np.load(fixtures_dir / f"{case}_source.npy")
     assert src.shape == (spec["num_samples"],)
     res = bufnmf.decompose(
         src, components=spec["components"], iterations=spec["iterations"],
         window_size=spec["window_size"], hop_size=spec["hop_size"], fft_size=spec["fft_size"],
-        seed=spec["seed"], precision=precision,
+        seed=spec["seed"], precision=precision, kernel=kernel,
     )
     settings = resolve_fft_settings(spec["window_size"], spec["hop_size"], spec["fft_size"])
     magnitude = np.abs(stft_complex(src, settings)).T

@@ -15,7 +15,7 @@ import numpy as np
 from ._random import flucoma_init
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .masks import resynthesise
-from .nmf import EPS, kl_divergence, nmf_kl, prepare_start
+from .nmf import EPS, kl_divergence, nmf_kl, prepare_start, resolve_kernel
 from .stft import FFTSettings, _as_int, resolve_fft_settings, stft_complex
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -91,7 +91,10 @@ def parse_mode(name: str, mode: int | str) -> int:
 
 
 def validate_source(source: object) -> np.ndarray:
-    """Check a source and return it as float64, shape (samples, channels) (a new array)."""
+    """Check a source; return it as a float array (samples, channels), never modified.
+
+    float32 and float64 arrays are returned as views (no copy); other real dtypes as float64.
+    """
     try:
         arr = np.asarray(source)
     except Exception as exc:  # ragged lists and the like
@@ -107,8 +110,9 @@ def validate_source(source: object) -> np.ndarray:
         )
     if arr.size == 0:
         raise BufNMFError(f"source is empty (shape {arr.shape}): give at least one sample")
-    data = np.array(arr, dtype=np.float64, ndmin=2, copy=True)
-    if arr.ndim == 1:
+    # float32/float64 sources are used in place (read-only); other dtypes become float64
+    data = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+    if data.ndim == 1:
         data = data.reshape(-1, 1)
     bad = ~np.isfinite(data)
     if bad.any():
@@ -211,6 +215,7 @@ def decompose(
     *,
     precision: str = "float32",
     track_divergence: bool = False,
+    kernel: str = "auto",
 ) -> DecomposeResult:
     """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
 
@@ -238,6 +243,8 @@ def decompose(
         precision: "float32" (default: fast, half the memory; matches FluCoMa to ~1e-5)
             or "float64" (FluCoMa's own arithmetic, bit-for-bit to float32 output).
         track_divergence: record the KL divergence after every iteration per channel.
+        kernel: "auto" (numba when installed, else numpy), "numba" or "numpy"; same results
+            to float rounding (see :func:`bufnmf.nmf.nmf_kl`).
 
     Returns:
         :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.
@@ -262,6 +269,10 @@ def decompose(
     seed = _as_int("seed", seed)
     if seed < -1:
         raise BufNMFError(f"seed must be -1 (random) or >= 0, got {seed}")
+    try:
+        kernel = resolve_kernel(kernel)
+    except ValueError as exc:
+        raise BufNMFError(str(exc)) from None
     if precision not in _PRECISIONS:
         raise BufNMFError(f"precision must be 'float32' or 'float64', got {precision!r}")
     dtype = _PRECISIONS[precision]
@@ -297,8 +308,8 @@ def decompose(
     H_rand = flucoma_init(seed, components, hops) if H_in is None else None
     for c in range(channels):
         cols = slice(c * components, (c + 1) * components)
-        X = stft_complex(data[:, c], settings)
-        V = np.abs(X).astype(dtype)
+        X = stft_complex(data[:, c], settings, dtype=np.complex64 if dtype == np.float32 else np.complex128)
+        V = np.abs(X)
         if not resynth:
             del X
         W0 = W_rand if W_in is None else W_in[:, cols]
@@ -306,7 +317,7 @@ def decompose(
         W, H = prepare_start(W0, H0, dtype)
         res = nmf_kl(V, W, H, learn_iters, update_bases=bases_mode != 2, update_activations=act_mode != 2,
                      progress=_progress_adapter(progress, c * learn_iters, total),
-                     track_divergence=track_divergence)
+                     track_divergence=track_divergence, kernel=kernel)
         if res.iterations < learn_iters:
             raise Cancelled(f"cancelled by the progress callback after {c * learn_iters + res.iterations} "
                             f"of {total} iterations")
@@ -318,8 +329,7 @@ def decompose(
         peak = float(H.max())
         out_H[:, cols] = (H / peak).T if peak > 0 else H.T
         if out_R is not None:
-            block = resynthesise(X, W, H, settings, n)
-            out_R[:, cols] = block
+            resynthesise(X, W, H, settings, n, out=out_R[:, cols])
             del X
     return DecomposeResult(
         bases=out_W, activations=out_H, resynth=out_R, components=components, iterations=learn_iters,

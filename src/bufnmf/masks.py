@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .nmf import EPS
-from .stft import FFTSettings, istft
+from .stft import CHUNK_FRAMES, FFTSettings, hann, normalise_overlap_add, overlap_add_frames
 
 
 def ratio_mask(W: np.ndarray, H: np.ndarray, k: int, denominator: np.ndarray) -> np.ndarray:
@@ -29,28 +29,43 @@ def resynthesise(
     num_samples: int,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Audio of each component of one channel.
+    """Audio of each component of one channel, streamed over chunks of frames.
 
-    Components are produced one at a time, so only one masked spectrogram is held
-    in memory besides ``spectrum``.
+    For each chunk of frames the mask denominator ``max(W H, eps)`` is computed once,
+    then each component's masked chunk is inverted and overlap-added straight into
+    its output column; no full-size mask or masked spectrogram is ever held.
 
     Args:
         spectrum: complex STFT, shape (bins, frames).
         W: bases, shape (bins, K). H: activations, shape (K, frames); the unscaled model.
         settings: FFT settings of ``spectrum``.
         num_samples: output length in samples.
-        out: optional float array (num_samples, K) to write into.
+        out: optional float array (num_samples, K) to write into (e.g. a block of the
+            caller's output buffer or a memory map).
 
     Returns:
-        Array of shape (num_samples, K), component ``k`` in column ``k``.
+        Array of shape (num_samples, K) (float32 unless ``out`` says otherwise),
+        component ``k`` in column ``k``.
     """
     K = W.shape[1]
+    nf = spectrum.shape[1]
     if out is None:
-        out = np.empty((num_samples, K), dtype=np.float64)
-    W64 = W.astype(np.float64, copy=False)
-    H64 = H.astype(np.float64, copy=False)
-    denominator = np.maximum(W64 @ H64, EPS)
-    for k in range(K):
-        masked = spectrum * ratio_mask(W64, H64, k, denominator)
-        out[:, k] = istft(masked, settings, num_samples)
+        out = np.zeros((num_samples, K), dtype=np.float32)
+    else:
+        out[...] = 0
+    real = np.float64 if spectrum.dtype == np.complex128 else np.float32
+    Wr = W.astype(real, copy=False)
+    Hr = H.astype(real, copy=False)
+    win = hann(settings.window_size).astype(real)
+    w = settings.window_size
+    for c0 in range(0, nf, CHUNK_FRAMES):
+        c1 = min(nf, c0 + CHUNK_FRAMES)
+        Hc = Hr[:, c0:c1]
+        denominator = np.maximum(Wr @ Hc, real(EPS))
+        X = spectrum[:, c0:c1]
+        for k in range(K):
+            seg = np.fft.irfft((X * ratio_mask(Wr, Hc, k, denominator)).T, n=settings.fft_size, axis=1)
+            seg = seg[:, :w] * win
+            overlap_add_frames(seg, c0, settings, out[:, k])
+    normalise_overlap_add(out, settings, nf)
     return out

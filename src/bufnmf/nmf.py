@@ -73,6 +73,28 @@ def kl_divergence(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
     return float(np.sum(V[pos] * np.log(V[pos] / WH[pos])) - V.sum() + WH.sum())
 
 
+def available_kernels() -> list[str]:
+    """Kernels usable here: "numba" (fused, compiled, multi-threaded) when numba imports, and "numpy"."""
+    from . import _kernels
+
+    return (["numba"] if _kernels.AVAILABLE else []) + ["numpy"]
+
+
+def resolve_kernel(kernel: str) -> str:
+    """``"auto"`` -> the fastest available (numba, else numpy; ``BUFNMF_KERNEL`` overrides)."""
+    import os
+
+    if kernel == "auto":
+        kernel = os.environ.get("BUFNMF_KERNEL", "auto")
+    if kernel == "auto":
+        return available_kernels()[0]
+    if kernel not in ("numba", "numpy"):
+        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
+    if kernel not in available_kernels():
+        raise ValueError("kernel 'numba' is not available: install numba (pip install numba)")
+    return kernel
+
+
 def nmf_kl(
     V: np.ndarray,
     W: np.ndarray,
@@ -82,6 +104,7 @@ def nmf_kl(
     update_activations: bool = True,
     progress: ProgressFn | None = None,
     track_divergence: bool = False,
+    kernel: str = "auto",
 ) -> NMFResult:
     """Run KL multiplicative updates from a prepared start (see :func:`prepare_start`).
 
@@ -95,16 +118,21 @@ def nmf_kl(
         update_activations: learn the activations.
         progress: called with the number of iterations done; returning False stops early
             (the caller decides what stopping means).
-        track_divergence: record the divergence after every iteration (one extra pass).
+        track_divergence: record the divergence after every iteration.
+        kernel: "auto", "numba" (fused two-pass kernel, see :mod:`bufnmf._kernels`) or
+            "numpy" (reference: whole-matrix NumPy operations).
 
     Returns:
         :class:`NMFResult` with float arrays in ``V``'s dtype.
     """
+    V = np.ascontiguousarray(V)
     dtype = V.dtype
     W = np.array(W, dtype=dtype, order="C")
     H = np.array(H, dtype=dtype, order="C")
     K = W.shape[1]
-    mask = np.broadcast_to(np.asarray(update_bases, dtype=bool), (K,))
+    mask = np.array(np.broadcast_to(np.asarray(update_bases, dtype=bool), (K,)))
+    if resolve_kernel(kernel) == "numba":
+        return _nmf_numba(V, W, H, iterations, mask, update_activations, progress, track_divergence)
     learn_w = bool(mask.any())
     partial = learn_w and not bool(mask.all())
     eps = dtype.type(EPS)
@@ -130,6 +158,37 @@ def nmf_kl(
         done = it + 1
         if track_divergence:
             divs.append(kl_divergence(V, W, H))
+        if progress is not None and progress(done) is False:
+            break
+    return NMFResult(W, H, divs, done)
+
+
+def _nmf_numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mask: np.ndarray,
+               update_activations: bool, progress: ProgressFn | None, track_divergence: bool) -> NMFResult:
+    from . import _kernels as kern
+
+    eps = EPS
+    block = kern.FRAME_BLOCK
+    tasks = max(1, min(kern.W_TASKS, V.shape[1] // 64))
+    learn_w = bool(mask.any())
+    all_w = bool(mask.all())
+    divs: list[float] = []
+    done = 0
+    for it in range(iterations):
+        if learn_w:
+            kern.w_pass(V, W, H, mask, eps, tasks, block)
+            if all_w:
+                if W.max() > eps:
+                    normalise_columns(W)
+            else:
+                sub = W[:, mask]
+                if sub.max(initial=0.0) > eps:
+                    W[:, mask] = normalise_columns(sub)
+        if update_activations:
+            kern.h_pass(V, W, H, eps, kern.H_BLOCK)
+        done = it + 1
+        if track_divergence:
+            divs.append(float(kern.divergence(V, W, H, eps, block)))
         if progress is not None and progress(done) is False:
             break
     return NMFResult(W, H, divs, done)

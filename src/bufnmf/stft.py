@@ -109,38 +109,102 @@ def hann(window_size: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * i / window_size)
 
 
-def frames(signal: np.ndarray, settings: FFTSettings) -> np.ndarray:
-    """Padded, unwindowed frames as a read-only view, shape ``(num_frames, window_size)``.
+CHUNK_FRAMES = 1024  # frames per chunk: bounds the temporaries of the STFT and its inverse
 
-    ``signal``: 1-D float array, ``(num_samples,)``.
-    """
-    n = signal.shape[0]
-    nf = settings.num_frames(n)
+
+def _frame_chunk(signal: np.ndarray, settings: FFTSettings, c0: int, c1: int, real: type) -> np.ndarray:
+    """Unwindowed frames ``c0..c1-1`` of the front-padded signal, shape (c1 - c0, window_size)."""
     w, h = settings.window_size, settings.hop_size
-    total = (nf - 1) * h + w
-    padded = np.zeros(total, dtype=signal.dtype)
-    front = w // 2
-    take = min(n, total - front)
-    padded[front : front + take] = signal[:take]
-    return sliding_window_view(padded, w)[::h][:nf]
+    a = c0 * h - w // 2
+    b = (c1 - 1) * h + w - w // 2
+    piece = np.zeros(b - a, dtype=real)
+    s0, s1 = max(a, 0), min(b, signal.shape[0])
+    if s1 > s0:
+        piece[s0 - a : s1 - a] = signal[s0:s1]
+    return sliding_window_view(piece, w)[::h][: c1 - c0]
 
 
-def stft_complex(signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128) -> np.ndarray:
-    """Complex STFT of a mono signal.
+def frames(signal: np.ndarray, settings: FFTSettings) -> np.ndarray:
+    """Padded, unwindowed frames, shape ``(num_frames, window_size)`` (a copy).
+
+    ``signal``: 1-D float array, ``(num_samples,)``; frame ``i`` starts at sample
+    ``i * hop_size - window_size // 2`` (zeros before the start and after the end).
+    """
+    nf = settings.num_frames(signal.shape[0])
+    return np.array(_frame_chunk(signal, settings, 0, nf, signal.dtype))
+
+
+def stft_complex(
+    signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Complex STFT of a mono signal, computed in chunks of frames (no full-size temporaries).
 
     Args:
-        signal: real samples, shape ``(num_samples,)``.
+        signal: real samples, shape ``(num_samples,)``; any real dtype, any stride.
         settings: resolved FFT settings.
-        dtype: complex dtype of the result.
+        dtype: complex dtype of the result (complex128: float64 arithmetic; complex64: float32).
+        out: optional array of shape (bins, num_frames) and ``dtype`` to fill.
 
     Returns:
         Complex array, shape ``(bins, num_frames)`` (bins = ``fft_size // 2 + 1``).
     """
     real = np.float64 if np.dtype(dtype) == np.complex128 else np.float32
-    fr = frames(np.asarray(signal, dtype=real), settings)
+    nf = settings.num_frames(signal.shape[0])
+    spec = np.empty((settings.bins, nf), dtype=dtype) if out is None else out
     win = hann(settings.window_size).astype(real)
-    spec = np.fft.rfft(fr * win, n=settings.fft_size, axis=1)
-    return np.ascontiguousarray(spec.T, dtype=dtype)
+    for c0 in range(0, nf, CHUNK_FRAMES):
+        c1 = min(nf, c0 + CHUNK_FRAMES)
+        seg = _frame_chunk(signal, settings, c0, c1, real) * win
+        spec[:, c0:c1] = np.fft.rfft(seg, n=settings.fft_size, axis=1).T
+    return spec
+
+
+def overlap_add_frames(
+    seg: np.ndarray, first_frame: int, settings: FFTSettings, out: np.ndarray, offset: int = 0
+) -> None:
+    """Overlap-add windowed frames into the signal's own sample positions (padding trimmed).
+
+    Args:
+        seg: frames ``first_frame ..``, shape (m, window_size).
+        first_frame: index of the first row of ``seg``.
+        settings: FFT settings.
+        out: 1-D array holding samples ``offset .. offset + len(out) - 1``; added into.
+        offset: the sample position of ``out[0]``.
+    """
+    w, h = settings.window_size, settings.hop_size
+    m = seg.shape[0]
+    a = first_frame * h - w // 2
+    buf = np.zeros((m - 1) * h + w, dtype=np.float64)
+    _overlap_add(buf, seg, h)
+    s0, s1 = max(a, offset), min(a + buf.shape[0], offset + out.shape[0])
+    if s1 > s0:
+        out[s0 - offset : s1 - offset] += buf[s0 - a : s1 - a]
+
+
+def window_norm(settings: FFTSettings, num_frames: int, start: int, stop: int) -> np.ndarray:
+    """Sum of squared windows over samples ``start..stop-1`` (float64), floored at eps."""
+    w, h = settings.window_size, settings.hop_size
+    front = w // 2
+    p0, p1 = start + front, stop + front  # padded positions
+    j0 = max(0, (p0 - w) // h + 1)
+    j1 = min(num_frames, (p1 - 1) // h + 1)
+    out = np.zeros(stop - start, dtype=np.float64)
+    if j1 > j0:
+        overlap_add_frames(np.broadcast_to(hann(w) ** 2, (j1 - j0, w)), j0, settings, out, offset=start)
+    return np.maximum(out, _EPS)
+
+
+def normalise_overlap_add(out: np.ndarray, settings: FFTSettings, num_frames: int) -> None:
+    """Divide ``out`` (num_samples,) or (num_samples, K) in place by the summed squared windows."""
+    n = out.shape[0]
+    step = CHUNK_FRAMES * settings.hop_size
+    for s0 in range(0, n, step):
+        s1 = min(n, s0 + step)
+        norm = window_norm(settings, num_frames, s0, s1)
+        if out.ndim == 2:
+            out[s0:s1] /= norm[:, None]
+        else:
+            out[s0:s1] /= norm
 
 
 def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type = np.float64) -> np.ndarray:
@@ -155,22 +219,15 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
     Returns:
         Real array, shape ``(num_samples,)``.
     """
-    w, h = settings.window_size, settings.hop_size
     nf = spec.shape[1]
-    win = hann(w)
-    seg = np.fft.irfft(spec.T, n=settings.fft_size, axis=1)[:, :w] * win
-    total = (nf - 1) * h + w
-    out = np.zeros(total, dtype=np.float64)
-    norm = np.zeros(total, dtype=np.float64)
-    win2 = win * win
-    _overlap_add(out, seg, h)
-    _overlap_add(norm, np.broadcast_to(win2, seg.shape), h)
-    out /= np.maximum(norm, _EPS)
-    front = w // 2
-    res = np.zeros(num_samples, dtype=dtype)
-    avail = min(num_samples, total - front)
-    res[:avail] = out[front : front + avail]
-    return res
+    win = hann(settings.window_size)
+    out = np.zeros(num_samples, dtype=np.float64)
+    for c0 in range(0, nf, CHUNK_FRAMES):
+        c1 = min(nf, c0 + CHUNK_FRAMES)
+        seg = np.fft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1)[:, : settings.window_size] * win
+        overlap_add_frames(seg, c0, settings, out)
+    normalise_overlap_add(out, settings, nf)
+    return out.astype(dtype, copy=False)
 
 
 def _overlap_add(out: np.ndarray, seg: np.ndarray, hop: int) -> None:

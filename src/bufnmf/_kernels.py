@@ -1,0 +1,197 @@
+"""Fused, blocked KL multiplicative-update kernels (numba), two passes over V per iteration.
+
+Neither ``W H`` nor ``V / (W H)`` is ever held at full size: each pass walks ``V`` in
+row-chunk x frame-block tiles, recomputing the tile of ``W H`` (K FMAs per element),
+forming the ratio in a small buffer and reducing it straight into the update.
+
+* W pass (parallel over chunks of bins): ``num[f, k] = sum_t V[f,t] / max(WH[f,t], eps) * H[k,t]``,
+  then ``W[f, k] *= num[f, k] / max(sum_t H[k, t], eps)`` for the bases being learnt.
+* H pass (parallel over blocks of frames): ``num[k, t] = sum_f W[f,k] * V[f,t] / max(WH[f,t], eps)``,
+  then ``H[k, t] *= num[k, t] / max(sum_f W[f, k], eps)``.
+
+Partial sums over a frame block are taken in the working dtype and accumulated in
+float64. ``fastmath`` is limited to reassociation and contraction (so reductions
+vectorise); divisions stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # numba is a dependency, but a pure NumPy path remains for platforms without it
+    import numba
+    from numba import njit, prange
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    AVAILABLE = False
+
+W_TASKS = 8  # frame spans in the W pass (each with a partial numerator)
+FRAME_BLOCK = 512  # frames per W-pass tile
+H_BLOCK = 256  # frames per H-pass task: its K x H_BLOCK accumulator stays in L1
+
+if AVAILABLE:
+    _FM = {"reassoc", "contract", "nsz"}
+
+    @njit(inline="always", fastmath=_FM)
+    def _model_ratio(Vrow, W, f, H, t0, n, buf, eps):  # pragma: no cover - compiled
+        """buf[:n] = Vrow[t0:t0+n] / max((W H)[f, t0:t0+n], eps)."""
+        K = W.shape[1]
+        h = H[0, t0 : t0 + n]
+        w = W[f, 0]
+        for t in range(n):
+            buf[t] = w * h[t]
+        for k in range(1, K):
+            h = H[k, t0 : t0 + n]
+            w = W[f, k]
+            for t in range(n):
+                buf[t] += w * h[t]
+        v = Vrow[t0 : t0 + n]
+        for t in range(n):
+            buf[t] = v[t] / max(buf[t], eps)
+
+    @njit(parallel=True, fastmath=_FM, cache=True, nogil=True)
+    def w_pass(V, W, H, mask, eps, tasks, block):  # pragma: no cover - compiled
+        """W <- W * ((V / max(WH, eps)) H^T) / max(H 1, eps) for the columns in ``mask``."""
+        bins, frames = V.shape
+        K = W.shape[1]
+        epsd = V.dtype.type(eps)
+        hsum = np.zeros(K, dtype=np.float64)
+        for k in range(K):
+            hsum[k] = max(H[k].astype(np.float64).sum(), eps)
+        # frames split into `tasks` contiguous spans, each with its own partial numerator
+        span = (frames + tasks - 1) // tasks
+        partial = np.zeros((tasks, bins, K), dtype=np.float64)
+        for c in prange(tasks):
+            a0 = c * span
+            a1 = min(frames, a0 + span)
+            num = partial[c]
+            B = np.empty((4, block), dtype=V.dtype)
+            for t0 in range(a0, a1, block):
+                n = min(block, a1 - t0)
+                f = 0
+                while f < bins:
+                    rows = min(4, bins - f)
+                    if rows == 4:
+                        _model_ratio4(V, W, f, H, t0, n, B, epsd)
+                    else:
+                        for r in range(rows):
+                            _model_ratio(V[f + r], W, f + r, H, t0, n, B[r], epsd)
+                    for k in range(K):
+                        h = H[k, t0 : t0 + n]
+                        for r in range(rows):  # separate reductions vectorise; h stays in L1
+                            br = B[r]
+                            acc = br[0] * h[0]
+                            for t in range(1, n):
+                                acc += br[t] * h[t]
+                            num[f + r, k] += acc
+                    f += rows
+        for f in prange(bins):
+            for k in range(K):
+                if mask[k]:
+                    s = 0.0
+                    for c in range(tasks):
+                        s += partial[c, f, k]
+                    W[f, k] *= s / hsum[k]
+
+    @njit(inline="always", fastmath=_FM)
+    def _model_ratio4(V, W, f, H, t0, n, B, eps):  # pragma: no cover - compiled
+        """Four rows at once (each H load serves four): B[r] = V[f+r] / max(WH[f+r], eps), r < 4."""
+        K = W.shape[1]
+        b0, b1, b2, b3 = B[0], B[1], B[2], B[3]
+        h = H[0, t0 : t0 + n]
+        w0, w1, w2, w3 = W[f, 0], W[f + 1, 0], W[f + 2, 0], W[f + 3, 0]
+        for t in range(n):
+            b0[t] = w0 * h[t]
+            b1[t] = w1 * h[t]
+            b2[t] = w2 * h[t]
+            b3[t] = w3 * h[t]
+        for k in range(1, K):
+            h = H[k, t0 : t0 + n]
+            w0, w1, w2, w3 = W[f, k], W[f + 1, k], W[f + 2, k], W[f + 3, k]
+            for t in range(n):
+                b0[t] += w0 * h[t]
+                b1[t] += w1 * h[t]
+                b2[t] += w2 * h[t]
+                b3[t] += w3 * h[t]
+        v0, v1, v2, v3 = V[f, t0 : t0 + n], V[f + 1, t0 : t0 + n], V[f + 2, t0 : t0 + n], V[f + 3, t0 : t0 + n]
+        for t in range(n):
+            b0[t] = v0[t] / max(b0[t], eps)
+            b1[t] = v1[t] / max(b1[t], eps)
+            b2[t] = v2[t] / max(b2[t], eps)
+            b3[t] = v3[t] / max(b3[t], eps)
+
+    @njit(parallel=True, fastmath=_FM, cache=True, nogil=True)
+    def h_pass(V, W, H, eps, block):  # pragma: no cover - compiled
+        bins, frames = V.shape
+        K = W.shape[1]
+        epsd = V.dtype.type(eps)
+        wsum = np.zeros(K, dtype=np.float64)
+        for f in range(bins):
+            for k in range(K):
+                wsum[k] += W[f, k]
+        nblocks = (frames + block - 1) // block
+        for b in prange(nblocks):
+            t0 = b * block
+            n = min(block, frames - t0)
+            acc = np.zeros((K, n), dtype=V.dtype)
+            B = np.empty((4, n), dtype=V.dtype)
+            b0, b1, b2, b3 = B[0], B[1], B[2], B[3]
+            f = 0
+            while f + 3 < bins:  # rows in fours: a quarter of the passes over acc
+                _model_ratio4(V, W, f, H, t0, n, B, epsd)
+                for k in range(K):
+                    w0, w1, w2, w3 = W[f, k], W[f + 1, k], W[f + 2, k], W[f + 3, k]
+                    a = acc[k]
+                    for t in range(n):
+                        a[t] += w0 * b0[t] + w1 * b1[t] + w2 * b2[t] + w3 * b3[t]
+                f += 4
+            while f < bins:
+                _model_ratio(V[f], W, f, H, t0, n, b0, epsd)
+                for k in range(K):
+                    w0 = W[f, k]
+                    a = acc[k]
+                    for t in range(n):
+                        a[t] += w0 * b0[t]
+                f += 1
+            for k in range(K):
+                scale = V.dtype.type(1.0 / max(wsum[k], eps))
+                h = H[k, t0 : t0 + n]
+                a = acc[k]
+                for t in range(n):
+                    h[t] *= a[t] * scale
+
+    @njit(parallel=True, fastmath=_FM, cache=True, nogil=True)
+    def divergence(V, W, H, eps, block):  # pragma: no cover - compiled
+        """Generalised KL divergence D(V | W H) in float64 (terms with V == 0 contribute W H)."""
+        bins, frames = V.shape
+        K = W.shape[1]
+        nblocks = (frames + block - 1) // block
+        parts = np.zeros(nblocks, dtype=np.float64)
+        for b in prange(nblocks):
+            t0 = b * block
+            n = min(block, frames - t0)
+            buf = np.empty(n, dtype=np.float64)
+            d = 0.0
+            for f in range(bins):
+                for t in range(n):
+                    buf[t] = 0.0
+                for k in range(K):
+                    w = np.float64(W[f, k])
+                    h = H[k, t0 : t0 + n]
+                    for t in range(n):
+                        buf[t] += w * h[t]
+                v = V[f, t0 : t0 + n]
+                for t in range(n):
+                    x = max(buf[t], eps)
+                    vt = np.float64(v[t])
+                    d += (vt * math.log(vt / x) - vt + x) if vt > 0 else x
+            parts[b] = d
+        return parts.sum()
+
+
+def threads() -> int:
+    """Threads the compiled kernels use (numba's setting)."""
+    return int(numba.get_num_threads()) if AVAILABLE else 1

@@ -79,7 +79,36 @@ if AVAILABLE:
                     else:
                         for r in range(rows):
                             _model_ratio(V[f + r], W, f + r, H, t0, n, B[r], epsd)
-                    for k in range(K):
+                    if rows == 4:
+                        b0, b1, b2, b3 = B[0, :n], B[1, :n], B[2, :n], B[3, :n]
+                        k = 0
+                        while k + 1 < K:  # 4 rows x 2 components: 8 sums per 6 loads
+                            ha = H[k, t0 : t0 + n]
+                            hb = H[k + 1, t0 : t0 + n]
+                            s0a = s1a = s2a = s3a = s0b = s1b = s2b = s3b = V.dtype.type(0.0)
+                            for t in range(n):
+                                xa, xb = ha[t], hb[t]
+                                s0a += b0[t] * xa
+                                s1a += b1[t] * xa
+                                s2a += b2[t] * xa
+                                s3a += b3[t] * xa
+                                s0b += b0[t] * xb
+                                s1b += b1[t] * xb
+                                s2b += b2[t] * xb
+                                s3b += b3[t] * xb
+                            num[f, k] += s0a
+                            num[f + 1, k] += s1a
+                            num[f + 2, k] += s2a
+                            num[f + 3, k] += s3a
+                            num[f, k + 1] += s0b
+                            num[f + 1, k + 1] += s1b
+                            num[f + 2, k + 1] += s2b
+                            num[f + 3, k + 1] += s3b
+                            k += 2
+                        k0 = k
+                    else:
+                        k0 = 0
+                    for k in range(k0, K):
                         h = H[k, t0 : t0 + n]
                         for r in range(rows):  # separate reductions vectorise; h stays in L1
                             br = B[r]
@@ -101,14 +130,37 @@ if AVAILABLE:
         """Four rows at once (each H load serves four): B[r] = V[f+r] / max(WH[f+r], eps), r < 4."""
         K = W.shape[1]
         b0, b1, b2, b3 = B[0], B[1], B[2], B[3]
-        h = H[0, t0 : t0 + n]
-        w0, w1, w2, w3 = W[f, 0], W[f + 1, 0], W[f + 2, 0], W[f + 3, 0]
         for t in range(n):
-            b0[t] = w0 * h[t]
-            b1[t] = w1 * h[t]
-            b2[t] = w2 * h[t]
-            b3[t] = w3 * h[t]
-        for k in range(1, K):
+            b0[t] = 0
+            b1[t] = 0
+            b2[t] = 0
+            b3[t] = 0
+        k = 0
+        while k + 3 < K:  # 4 rows x 4 components per pass: 16 FMAs per 4 loads and 4 stores
+            ha, hb, hc, hd = H[k, t0 : t0 + n], H[k + 1, t0 : t0 + n], H[k + 2, t0 : t0 + n], H[k + 3, t0 : t0 + n]
+            w0a, w0b, w0c, w0d = W[f, k], W[f, k + 1], W[f, k + 2], W[f, k + 3]
+            w1a, w1b, w1c, w1d = W[f + 1, k], W[f + 1, k + 1], W[f + 1, k + 2], W[f + 1, k + 3]
+            w2a, w2b, w2c, w2d = W[f + 2, k], W[f + 2, k + 1], W[f + 2, k + 2], W[f + 2, k + 3]
+            w3a, w3b, w3c, w3d = W[f + 3, k], W[f + 3, k + 1], W[f + 3, k + 2], W[f + 3, k + 3]
+            for t in range(n):
+                xa, xb, xc, xd = ha[t], hb[t], hc[t], hd[t]
+                b0[t] += w0a * xa + w0b * xb + w0c * xc + w0d * xd
+                b1[t] += w1a * xa + w1b * xb + w1c * xc + w1d * xd
+                b2[t] += w2a * xa + w2b * xb + w2c * xc + w2d * xd
+                b3[t] += w3a * xa + w3b * xb + w3c * xc + w3d * xd
+            k += 4
+        if k + 1 < K:  # a pair left over
+            ha, hb = H[k, t0 : t0 + n], H[k + 1, t0 : t0 + n]
+            w0a, w0b, w1a, w1b = W[f, k], W[f, k + 1], W[f + 1, k], W[f + 1, k + 1]
+            w2a, w2b, w3a, w3b = W[f + 2, k], W[f + 2, k + 1], W[f + 3, k], W[f + 3, k + 1]
+            for t in range(n):
+                xa, xb = ha[t], hb[t]
+                b0[t] += w0a * xa + w0b * xb
+                b1[t] += w1a * xa + w1b * xb
+                b2[t] += w2a * xa + w2b * xb
+                b3[t] += w3a * xa + w3b * xb
+            k += 2
+        while k < K:
             h = H[k, t0 : t0 + n]
             w0, w1, w2, w3 = W[f, k], W[f + 1, k], W[f + 2, k], W[f + 3, k]
             for t in range(n):
@@ -116,6 +168,7 @@ if AVAILABLE:
                 b1[t] += w1 * h[t]
                 b2[t] += w2 * h[t]
                 b3[t] += w3 * h[t]
+            k += 1
         v0, v1, v2, v3 = V[f, t0 : t0 + n], V[f + 1, t0 : t0 + n], V[f + 2, t0 : t0 + n], V[f + 3, t0 : t0 + n]
         for t in range(n):
             b0[t] = v0[t] / max(b0[t], eps)
@@ -142,7 +195,18 @@ if AVAILABLE:
             f = 0
             while f + 3 < bins:  # rows in fours: a quarter of the passes over acc
                 _model_ratio4(V, W, f, H, t0, n, B, epsd)
-                for k in range(K):
+                k = 0
+                while k + 1 < K:  # two components per pass: the four ratio rows are loaded once
+                    w0, w1, w2, w3 = W[f, k], W[f + 1, k], W[f + 2, k], W[f + 3, k]
+                    u0, u1, u2, u3 = W[f, k + 1], W[f + 1, k + 1], W[f + 2, k + 1], W[f + 3, k + 1]
+                    a = acc[k]
+                    c = acc[k + 1]
+                    for t in range(n):
+                        x0, x1, x2, x3 = b0[t], b1[t], b2[t], b3[t]
+                        a[t] += w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+                        c[t] += u0 * x0 + u1 * x1 + u2 * x2 + u3 * x3
+                    k += 2
+                if k < K:
                     w0, w1, w2, w3 = W[f, k], W[f + 1, k], W[f + 2, k], W[f + 3, k]
                     a = acc[k]
                     for t in range(n):

@@ -257,3 +257,15 @@ def test_chunked_stft_and_resynthesis_do_not_depend_on_chunk_size(loop, monkeypa
     np.testing.assert_allclose(small.activations, ref.activations, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(small.resynth, ref.resynth, atol=1e-6)
     np.testing.assert_allclose(small.resynth.sum(axis=1), loop, atol=1e-5)
+
+
+def test_resynth_into_a_memory_map(loop, tmp_path):
+    ref = bufnmf.decompose(loop, components=2, iterations=5, seed=0)
+    mm = np.lib.format.open_memmap(tmp_path / "r.npy", mode="w+", dtype=np.float32, shape=(44100, 2))
+    res = bufnmf.decompose(loop, components=2, iterations=5, seed=0, resynth_out=mm)
+    assert res.resynth is mm
+    mm.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), ref.resynth)
+    with pytest.raises(BufNMFError, match=r"resynth_out has shape \(10, 2\).*expected a float array of shape "
+                                          r"\(44100, 2\)"):
+        bufnmf.decompose(loop, components=2, iterations=1, resynth_out=np.zeros((10, 2)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .client import DecomposeResult, decompose
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .stft import FFTSettings, resolve_fft_settings
+from .templates import Kit, learn_bases, load_kit, save_kit
 
 __version__ = "0.1.0"
 
@@ -18,7 +19,11 @@ __all__ = [
     "Cancelled",
     "DecomposeResult",
     "FFTSettings",
+    "Kit",
     "__version__",
     "decompose",
+    "learn_bases",
+    "load_kit",
     "resolve_fft_settings",
+    "save_kit",
 ]

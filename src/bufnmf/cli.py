@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -19,6 +20,9 @@ from . import __version__
 from .client import DecomposeResult, decompose
 from .errors import BufNMFError, Cancelled
 from .io import OutputSet, read_audio, read_buffer
+from .stft import resolve_fft_settings
+from .templates import Kit, learn_bases, load_kit, save_kit, sidecar
+from .tracking import events_to_midi, events_to_text, output_format, track
 
 MODE_CHOICE = click.Choice(["none", "seed", "fixed"], case_sensitive=False)
 
@@ -56,11 +60,27 @@ def common_debug(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fft_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--fft-size", type=int, default=-1, show_default=True,
-                     help="FFT size; -1: next power of two >= window.")(f)
-    f = click.option("--hop-size", type=int, default=-1, show_default=True, help="Hop in samples; -1: window/2.")(f)
-    f = click.option("--window-size", type=int, default=1024, show_default=True, help="Window in samples.")(f)
+    f = click.option("--fft-size", type=int, default=None,
+                     help="FFT size; -1: next power of two >= window [default: -1, or the kit's].")(f)
+    f = click.option("--hop-size", type=int, default=None,
+                     help="Hop in samples; -1: window/2 [default: -1, or the kit's].")(f)
+    f = click.option("--window-size", type=int, default=None,
+                     help="Window in samples [default: 1024, or the kit's].")(f)
     return f
+
+
+def resolve_fft(kit: Kit | None, window: int | None, hop: int | None, fft: int | None) -> tuple[int, int, int]:
+    """FFT options: what the user gave, else the kit's settings, else FluCoMa's defaults."""
+    if kit is not None and window is None and hop is None and fft is None:
+        return kit.window_size, kit.hop_size, kit.fft_size
+    return (1024 if window is None else window, -1 if hop is None else hop, -1 if fft is None else fft)
+
+
+def parse_int_option(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BufNMFError(f"{name} must be a whole number, got {value!r}") from None
 
 
 EPILOG_MAIN = """\b
@@ -185,41 +205,174 @@ Examples:
 @click.option("--start-chan", type=int, default=0, show_default=True)
 @click.option("--num-chans", type=int, default=-1, show_default=True)
 @click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--extra-components", type=int, default=0, show_default=True,
+              help="Free components learnt beside fixed --bases (e.g. a kit plus 'everything else').")
+@click.option("--smooth-activations", type=float, default=0.0, show_default=True,
+              help="Smooth learnt activations over this many seconds before resynthesis.")
+@click.option("--smooth-method", type=click.Choice(["median", "mean"]), default="median", show_default=True)
 @click.option("--no-resynth", is_flag=True, help="Do not write component audio.")
 @click.option("--plot", is_flag=True, help="Also write bases.png and activations.png.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @common_debug
-def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations: int, window_size: int,
-                  hop_size: int, fft_size: int, seed: int, bases_path: str | None, bases_mode: str | None,
-                  acts_path: str | None, act_mode: str | None, start_frame: int, num_frames: int, start_chan: int,
-                  num_chans: int, precision: str, no_resynth: bool, plot: bool, quiet: bool, force: bool,
-                  debug: bool) -> None:
-    """Split SOURCE into components; write stems, FluCoMa buffers, summary.json (and plots)."""
+def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations: int, window_size: int | None,
+                  hop_size: int | None, fft_size: int | None, seed: int, bases_path: str | None,
+                  bases_mode: str | None, acts_path: str | None, act_mode: str | None, start_frame: int,
+                  num_frames: int, start_chan: int, num_chans: int, precision: str, extra_components: int,
+                  smooth_activations: float, smooth_method: str, no_resynth: bool, plot: bool, quiet: bool,
+                  force: bool, debug: bool) -> None:
+    """Split SOURCE into components; write stems, FluCoMa buffers, summary.json (and plots).
+
+    With --bases kit.wav from 'bufnmf learn', the kit's FFT settings are used (unless given),
+    and the stems are named after its labels (component_kick.wav, ...).
+    """
     t0 = time.perf_counter()
     data, sr = read_audio(source)
+    kit = load_kit(bases_path) if bases_path is not None and sidecar(bases_path).exists() else None
     bases, bmode = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
     acts, amode = _buffer_arg(acts_path, act_mode, "activations", "--activations")
+    window, hop, fft = resolve_fft(kit, window_size, hop_size, fft_size)
+    if kit is not None:
+        kit.check_compatible(resolve_fft_settings(window, hop, fft), sr, f"source {source}")
     chans = data.shape[1] - start_chan if num_chans == -1 else num_chans
     k = _infer_components(components, bases, acts, max(1, chans))
+    labels = stem_labels(kit.labels if kit is not None and len(kit.labels) == k else None, k, extra_components)
+    total_k = k + max(0, extra_components)
+    if smooth_activations < 0:
+        raise BufNMFError(f"--smooth-activations must be >= 0 seconds, got {smooth_activations}")
+    hop_resolved = resolve_fft_settings(window, hop, fft).hop_size
+    smooth_frames = round(smooth_activations * sr / hop_resolved) if smooth_activations else 0
+    if smooth_method == "median" and smooth_frames > 1 and smooth_frames % 2 == 0:
+        smooth_frames += 1  # a centred median needs an odd length
     # Fail on the output folder before the work, not after.
-    OutputSet(outdir, output_names(k, not no_resynth, plot), force=force).check()
+    OutputSet(outdir, output_names(total_k, not no_resynth, plot, labels), force=force).check()
     t_read = time.perf_counter() - t0
     bar = Progress("NMF", quiet)
     t1 = time.perf_counter()
     try:
-        res = decompose(data, components=k, iterations=iterations, window_size=window_size, hop_size=hop_size,
-                        fft_size=fft_size, seed=seed, bases=bases, bases_mode=bmode, activations=acts,
+        res = decompose(data, components=k, iterations=iterations, window_size=window, hop_size=hop,
+                        fft_size=fft, seed=seed, bases=bases, bases_mode=bmode, activations=acts,
                         act_mode=amode, resynth=not no_resynth, start_frame=start_frame, num_frames=num_frames,
                         start_chan=start_chan, num_chans=num_chans, progress=bar, precision=precision,
-                        track_divergence=True)
+                        track_divergence=True, extra_components=extra_components, smooth_frames=smooth_frames,
+                        smooth_method=smooth_method)
     finally:
         bar.close()
     timings = {"read_seconds": round(t_read, 4), "decompose_seconds": round(time.perf_counter() - t1, 4)}
-    written = write_decomposition(res, sr, outdir, force, plot, str(source), timings)
+    written = write_decomposition(res, sr, outdir, force, plot, str(source), timings, labels)
     say(quiet, f"{source}: {res.num_channels} channel(s), {res.components} component(s), "
                f"{res.iterations} iterations in {timings['decompose_seconds']:.2f} s")
     for p in written:
+        say(quiet, f"  wrote {p}")
+
+
+def stem_labels(kit_labels: list[str] | None, k: int, extra: int) -> list[str] | None:
+    """File-safe, unique stem labels: the kit's, then extra_1..; None for plain numbering."""
+    if kit_labels is None and extra <= 0:
+        return None
+    base = list(kit_labels) if kit_labels is not None else [str(i + 1) for i in range(k)]
+    out: list[str] = []
+    for lab in [*base, *(f"extra_{j + 1}" for j in range(max(0, extra)))]:
+        safe = re.sub(r"[^A-Za-z0-9_.#+-]+", "_", lab).strip("._") or "component"
+        name, n = safe, 2
+        while name in out:
+            name, n = f"{safe}_{n}", n + 1
+        out.append(name)
+    return out
+
+
+@cli.command("learn", epilog="""\b
+Examples:
+  bufnmf learn hits/kick.wav hits/snare.wav hits/hihat.wav -o kit.wav
+  bufnmf learn soft.wav hard.wav --label snare --label snare --merge-labels -o snare.wav
+  bufnmf decompose loop.wav -o parts --bases kit.wav --bases-mode fixed
+""")
+@click.argument("examples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Kit buffer to write (.wav or .npy); labels and settings go to a .json beside it.")
+@click.option("--components-per-file", type=int, default=1, show_default=True)
+@click.option("--label", "labels", multiple=True, help="Label per example, in order [default: file names].")
+@click.option("--merge-labels", is_flag=True, help="Average bases that share a label into one.")
+@click.option("--iterations", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def learn_cmd(examples: tuple[Path, ...], output: Path, components_per_file: int, labels: tuple[str, ...],
+              merge_labels: bool, iterations: int, seed: int, window_size: int | None, hop_size: int | None,
+              fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
+    """Learn spectral templates from EXAMPLES and stack them into one bases buffer (a kit)."""
+    if output.suffix.lower() not in (".wav", ".npy"):
+        raise BufNMFError(f"kit output {output} must end in .wav or .npy")
+    OutputSet(output.parent, [output.name, sidecar(output).name], force=force).check()
+    window, hop, fft = resolve_fft(None, window_size, hop_size, fft_size)
+    kit = learn_bases(list(examples), components_per_file=components_per_file, labels=list(labels) or None,
+                      merge_labels=merge_labels, window_size=window, hop_size=hop, fft_size=fft,
+                      iterations=iterations, seed=seed)
+    written = save_kit(kit, output, force=force)
+    say(quiet, f"learnt {len(kit.labels)} bases ({', '.join(kit.labels)}) at {kit.sample_rate} Hz, "
+               f"window {kit.window_size}, hop {kit.hop_size}, fft {kit.fft_size}")
+    for p in written:
+        say(quiet, f"  wrote {p}")
+
+
+@cli.command("track", epilog="""\b
+Examples:
+  bufnmf track loop.wav --bases kit.wav -o events.csv
+  bufnmf track loop.wav --bases kit.wav -o events.json --midi loop.mid --note kick=35
+  bufnmf track piano.wav --bases notes.wav -o notes.csv --midi piano.mid   # labels C4, E4, ...
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--bases", "bases_path", required=True, type=str, help="Kit buffer (from 'bufnmf learn').")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Events file: .csv or .json.")
+@click.option("--threshold", type=float, default=0.3, show_default=True,
+              help="Minimum rise of an activation, relative to its peak.")
+@click.option("--min-gap", type=float, default=0.05, show_default=True, help="Seconds between onsets.")
+@click.option("--smooth", type=float, default=0.0, show_default=True, help="Smooth activations (seconds).")
+@click.option("--release", type=float, default=0.1, show_default=True,
+              help="Note-off when the activation falls below this fraction of its peak.")
+@click.option("--midi", "midi_path", type=click.Path(path_type=Path), default=None, help="Also write a MIDI file.")
+@click.option("--note", "notes", multiple=True, help="LABEL=NUMBER MIDI note for a label (repeatable).")
+@click.option("--iterations", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--extra-components", type=int, default=0, show_default=True,
+              help="Free components to absorb sounds the kit does not know.")
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def track_cmd(source: Path, bases_path: str, output: Path, threshold: float, min_gap: float, smooth: float,
+              release: float, midi_path: Path | None, notes: tuple[str, ...], iterations: int, seed: int,
+              extra_components: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
+              quiet: bool, force: bool, debug: bool) -> None:
+    """Find which template plays when in SOURCE: onset events as CSV/JSON (and MIDI)."""
+    fmt = output_format(output)
+    overrides = {}
+    for item in notes:
+        if "=" not in item:
+            raise BufNMFError(f"--note {item!r} must look like LABEL=NUMBER, e.g. kick=36")
+        lab, num = item.split("=", 1)
+        overrides[lab] = parse_int_option(f"--note {lab}", num)
+    outputs = [output] + ([midi_path] if midi_path is not None else [])
+    for p in outputs:
+        OutputSet(p.parent, [p.name], force=force).check()
+    data, sr = read_audio(source)
+    kit = load_kit(bases_path)
+    window, hop, fft = resolve_fft(kit, window_size, hop_size, fft_size)
+    events = track(data, kit, sample_rate=sr, threshold=threshold, min_gap=min_gap, smooth=smooth, release=release,
+                   iterations=iterations, seed=seed, window_size=window, hop_size=hop, fft_size=fft,
+                   extra_components=extra_components)
+    midi = events_to_midi(events, overrides) if midi_path is not None else None
+    with OutputSet(output.parent, [output.name], force=force) as out:
+        out.write_bytes(output.name, events_to_text(events, fmt).encode())
+    if midi_path is not None and midi is not None:
+        with OutputSet(midi_path.parent, [midi_path.name], force=force) as out:
+            out.write_bytes(midi_path.name, midi)
+    counts = {lab: sum(e.label == lab for e in events) for lab in kit.labels}
+    say(quiet, f"{len(events)} events: " + ", ".join(f"{lab} {n}" for lab, n in counts.items()))
+    for p in outputs:
         say(quiet, f"  wrote {p}")
 
 

@@ -39,6 +39,8 @@ class DecomposeResult:
         seed: the seed actually used (a drawn one when -1 was asked), to reproduce the run.
         divergences: per channel, the KL divergence after each iteration (when tracked).
         precision: "float32" or "float64", the arithmetic of the factorisation.
+        extra_components: how many of each channel's components (the last ones) were learnt
+            freely beside supplied bases.
     """
 
     bases: np.ndarray
@@ -58,6 +60,7 @@ class DecomposeResult:
     act_mode: int
     precision: str
     divergences: list[list[float]] = field(default_factory=list)
+    extra_components: int = 0
 
     @property
     def num_bins(self) -> int:
@@ -216,6 +219,10 @@ def decompose(
     precision: str = "float32",
     track_divergence: bool = False,
     kernel: str = "auto",
+    resynth_out: np.ndarray | None = None,
+    extra_components: int = 0,
+    smooth_frames: int = 0,
+    smooth_method: str = "median",
 ) -> DecomposeResult:
     """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
 
@@ -245,6 +252,15 @@ def decompose(
         track_divergence: record the KL divergence after every iteration per channel.
         kernel: "auto" (numba when installed, else numpy), "numba" or "numpy"; same results
             to float rounding (see :func:`bufnmf.nmf.nmf_kl`).
+        resynth_out: optional float array of shape (num_frames, channels * components) that
+            receives the resynthesis instead of a new array, e.g. an ``np.memmap`` for files
+            whose components would not fit in memory; returned as ``result.resynth``.
+        extra_components: beyond FluCoMa: learn this many free components next to the
+            ``components`` supplied ``bases`` (bases_mode "seed" or "fixed"; with "fixed" only
+            the extra bases update). The result has ``components + extra_components`` per channel.
+        smooth_frames: smooth each learnt activation over this many frames (a median or
+            moving-average filter, ``smooth_method`` "median" or "mean") before resynthesis;
+            the returned activations are the smoothed ones. 0 or 1: no smoothing.
 
     Returns:
         :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.
@@ -287,6 +303,33 @@ def decompose(
                          f"fft_size // 2 + 1 for fft_size {settings.fft_size}")
     H_in = _checked_side("activations", "act_mode", activations, act_mode, hops, components, channels,
                          f"num_frames // hop_size + 1 = {n} // {settings.hop_size} + 1")
+    extra_components = _as_int("extra_components", extra_components)
+    smooth_frames = _as_int("smooth_frames", smooth_frames)
+    if smooth_frames < 0:
+        raise BufNMFError(f"smooth_frames must be >= 0, got {smooth_frames}")
+    if smooth_method not in ("median", "mean"):
+        raise BufNMFError(f"smooth_method must be 'median' or 'mean', got {smooth_method!r}")
+    update_mask: np.ndarray | bool = bases_mode != 2
+    requested_bases_mode = bases_mode
+    if extra_components < 0:
+        raise BufNMFError(f"extra_components must be >= 0, got {extra_components}")
+    if extra_components:
+        if W_in is None:
+            raise BufNMFError("extra_components needs bases to go beside: pass bases=<array> with "
+                              "bases_mode='fixed' or 'seed'")
+        if act_mode != 0:
+            raise BufNMFError("extra_components cannot be combined with supplied activations: set act_mode=0")
+        if seed == -1:
+            seed = secrets.randbits(63)
+        total_k = components + extra_components
+        free = flucoma_init(seed, bins, total_k)[:, components:]
+        W_in = np.concatenate([np.concatenate([W_in[:, c * components:(c + 1) * components], free], axis=1)
+                               for c in range(channels)], axis=1)
+        update_mask = np.array([bases_mode != 2] * components + [True] * extra_components)
+        components = total_k
+        requested_bases_mode = bases_mode
+        if bases_mode == 2:
+            bases_mode = 1  # partly free: the mask keeps the supplied ones fixed
     if bases_mode == 2 and act_mode == 2 and not resynth:
         warnings.warn("bases and activations both fixed and resynth off: no work to do",
                       BufNMFWarning, stacklevel=2)
@@ -300,7 +343,7 @@ def decompose(
 
     out_W = np.empty((bins, channels * components), dtype=np.float32)
     out_H = np.empty((hops, channels * components), dtype=np.float32)
-    out_R = np.empty((n, channels * components), dtype=np.float32) if resynth else None
+    out_R = _resynth_buffer(resynth_out, n, channels * components) if resynth else None
     learn_iters = 0 if (bases_mode == 2 and act_mode == 2) else iterations
     total = learn_iters * channels
     divergences: list[list[float]] = []
@@ -315,13 +358,15 @@ def decompose(
         W0 = W_rand if W_in is None else W_in[:, cols]
         H0 = H_rand if H_in is None else H_in[:, cols].T
         W, H = prepare_start(W0, H0, dtype)
-        res = nmf_kl(V, W, H, learn_iters, update_bases=bases_mode != 2, update_activations=act_mode != 2,
+        res = nmf_kl(V, W, H, learn_iters, update_bases=update_mask, update_activations=act_mode != 2,
                      progress=_progress_adapter(progress, c * learn_iters, total),
                      track_divergence=track_divergence, kernel=kernel)
         if res.iterations < learn_iters:
             raise Cancelled(f"cancelled by the progress callback after {c * learn_iters + res.iterations} "
                             f"of {total} iterations")
         W, H = res.bases, res.activations
+        if smooth_frames > 1:
+            H = smooth_rows(H, smooth_frames, smooth_method)
         divergences.append(res.divergences if track_divergence else [])
         if track_divergence and learn_iters == 0:
             divergences[-1] = [kl_divergence(V, W, H)]
@@ -336,8 +381,31 @@ def decompose(
         window_size=settings.window_size, hop_size=settings.hop_size, fft_size=settings.fft_size,
         num_samples=n, num_channels=channels,
         start_frame=_as_int("start_frame", start_frame), start_chan=_as_int("start_chan", start_chan),
-        seed=seed, bases_mode=bases_mode, act_mode=act_mode, precision=precision, divergences=divergences,
+        seed=seed, bases_mode=requested_bases_mode, act_mode=act_mode, precision=precision, divergences=divergences,
+        extra_components=extra_components,
     )
+
+
+def smooth_rows(H: np.ndarray, frames: int, method: str = "median") -> np.ndarray:
+    """Smooth each row of ``H`` (K x frames) over ``frames`` frames (median or moving average, centred)."""
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    if method == "median":
+        return median_filter(H, size=(1, frames), mode="nearest")
+    return uniform_filter1d(H, size=frames, axis=1, mode="nearest")
+
+
+def _resynth_buffer(given: np.ndarray | None, rows: int, cols: int) -> np.ndarray:
+    if given is None:
+        return np.empty((rows, cols), dtype=np.float32)
+    if not isinstance(given, np.ndarray) or given.shape != (rows, cols) or given.dtype.kind != "f":
+        shape = getattr(given, "shape", None)
+        dtype = getattr(given, "dtype", type(given).__name__)
+        raise BufNMFError(f"resynth_out has shape {shape} and dtype {dtype}, expected a float array of shape "
+                          f"({rows}, {cols}): num_frames x channels * components")
+    if not given.flags.writeable:
+        raise BufNMFError("resynth_out is read-only: pass a writable array")
+    return given
 
 
 def _checked_side(

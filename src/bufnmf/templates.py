@@ -1,0 +1,197 @@
+"""Spectral templates ("kits"): learn bases from example sounds, store and load them.
+
+A kit is a bases buffer in FluCoMa layout (bins x templates, one column per basis, unit
+L2 norm) with a sidecar JSON file (same name, ``.json``) holding each basis's label and
+the FFT settings and sample rate it was learnt with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .client import decompose, validate_source
+from .errors import BufNMFError
+from .stft import FFTSettings, resolve_fft_settings
+
+
+@dataclass
+class Kit:
+    """Learnt templates.
+
+    Attributes:
+        bases: float32, shape (fft_size // 2 + 1, templates), unit L2 norm per column.
+        labels: one label per column.
+        window_size, hop_size, fft_size: FFT settings (samples) the bases were learnt with.
+        sample_rate: Hz of the examples (None when learnt from arrays without a rate).
+    """
+
+    bases: np.ndarray
+    labels: list[str]
+    window_size: int
+    hop_size: int
+    fft_size: int
+    sample_rate: int | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def settings(self) -> FFTSettings:
+        return FFTSettings(self.window_size, self.hop_size, self.fft_size)
+
+    def check_compatible(self, settings: FFTSettings, sample_rate: int | None, source: str = "source") -> None:
+        """Raise :class:`BufNMFError` naming both sides if FFT settings or sample rates differ."""
+        mine = (self.window_size, self.hop_size, self.fft_size)
+        theirs = (settings.window_size, settings.hop_size, settings.fft_size)
+        if mine != theirs:
+            raise BufNMFError(
+                f"the kit was learnt with window/hop/fft {mine[0]}/{mine[1]}/{mine[2]} but the {source} is analysed "
+                f"with {theirs[0]}/{theirs[1]}/{theirs[2]}: use the kit's settings (leave the FFT options unset) "
+                "or learn the kit again with these"
+            )
+        if self.sample_rate is not None and sample_rate is not None and self.sample_rate != sample_rate:
+            raise BufNMFError(
+                f"the kit was learnt at {self.sample_rate} Hz but the {source} is at {sample_rate} Hz: resample "
+                "one of them, or learn the kit from examples at the source's rate"
+            )
+
+
+def _read(example: object, what: str) -> tuple[np.ndarray, int | None, str]:
+    if isinstance(example, (str, os.PathLike)):
+        from .io import read_audio
+
+        data, sr = read_audio(example, what)
+        return data, sr, Path(example).stem
+    return validate_source(example), None, ""
+
+
+def learn_bases(
+    examples: Sequence[object],
+    components_per_file: int = 1,
+    labels: Sequence[str] | None = None,
+    merge_labels: bool = False,
+    window_size: int = 1024,
+    hop_size: int = -1,
+    fft_size: int = -1,
+    iterations: int = 100,
+    seed: int = 0,
+    sample_rate: int | None = None,
+) -> Kit:
+    """Learn ``components_per_file`` bases from each example and stack them into one kit.
+
+    Args:
+        examples: audio file paths, or arrays (samples,) / (samples, channels); multichannel
+            examples are mixed down to mono.
+        components_per_file: bases learnt from each example (>= 1).
+        labels: one label per example (default: the file's stem, or ``example<i>`` for arrays);
+            with several bases per file they are numbered ``label-1``, ``label-2``, ...
+        merge_labels: average the bases that share a label into one (then unit norm).
+        window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
+        iterations, seed: NMF settings for each example (seed fixed by default: reproducible kits).
+        sample_rate: Hz of array examples (files carry their own).
+
+    Returns:
+        :class:`Kit` with bases of shape (fft_size // 2 + 1, templates).
+    """
+    if not examples:
+        raise BufNMFError("learn_bases needs at least one example sound")
+    if labels is not None and len(labels) != len(examples):
+        raise BufNMFError(f"{len(labels)} label(s) given for {len(examples)} example(s): give one label per example")
+    if components_per_file < 1:
+        raise BufNMFError(f"components_per_file must be at least 1, got {components_per_file}")
+    settings = resolve_fft_settings(window_size, hop_size, fft_size)
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    rates: dict[str, int] = {}
+    sources: list[str] = []
+    for i, example in enumerate(examples):
+        data, sr, stem = _read(example, f"example {i + 1}")
+        sr = sr if sr is not None else sample_rate
+        if sr is not None:
+            rates[str(example) if stem else f"example {i + 1}"] = sr
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        res = decompose(mono, components=components_per_file, iterations=iterations, window_size=settings.window_size,
+                        hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
+                        precision="float64")
+        label = labels[i] if labels is not None else (stem or f"example{i + 1}")
+        for j in range(components_per_file):
+            columns.append(res.bases[:, j])
+            names.append(label if components_per_file == 1 else f"{label}-{j + 1}")
+        sources.append(str(example) if stem else f"array {i + 1}")
+    if len(set(rates.values())) > 1:
+        detail = ", ".join(f"{k}: {v} Hz" for k, v in rates.items())
+        raise BufNMFError(f"the examples have different sample rates ({detail}): resample them to one rate")
+    bases = np.stack(columns, axis=1).astype(np.float64)
+    if merge_labels:
+        order = list(dict.fromkeys(names))
+        merged = np.stack([bases[:, [n == lab for n in names]].mean(axis=1) for lab in order], axis=1)
+        norms = np.linalg.norm(merged, axis=0)
+        bases = merged / np.where(norms > 0, norms, 1.0)
+        names = order
+    return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
+               next(iter(rates.values()), None), sources)
+
+
+def sidecar(path: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of a kit buffer: same name, ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def kit_metadata(kit: Kit) -> dict:
+    """The sidecar JSON contents of ``kit``."""
+    from . import __version__
+
+    return {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
+            "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate,
+            "sources": kit.sources, "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm"}
+
+
+def load_kit(path: str | os.PathLike[str]) -> Kit:
+    """Load a kit buffer (.wav or .npy) and its sidecar JSON.
+
+    Without a sidecar (e.g. a buffer exported from Max), labels are ``1..n`` and the FFT
+    size is inferred from the row count (window = fft, hop = window / 2), sample rate unknown.
+    """
+    from .io import read_buffer
+
+    bases, _ = read_buffer(path, "bases")
+    meta_path = sidecar(path)
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            labels = [str(x) for x in meta["labels"]]
+            w, h, f = int(meta["window_size"]), int(meta["hop_size"]), int(meta["fft_size"])
+            sr = meta.get("sample_rate")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BufNMFError(f"kit description {meta_path} is not valid ({exc}): remove it or learn the kit again") \
+                from None
+        if len(labels) != bases.shape[1]:
+            raise BufNMFError(f"kit description {meta_path} has {len(labels)} labels for {bases.shape[1]} bases")
+        if bases.shape[0] != f // 2 + 1:
+            raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
+                              f"({f // 2 + 1} rows)")
+        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr))
+    f = (bases.shape[0] - 1) * 2
+    return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None)
+
+
+def save_kit(kit: Kit, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
+    """Write ``kit`` as a float32 WAV (or .npy) buffer plus its JSON sidecar, atomically."""
+    from .io import OutputSet
+
+    p = Path(path)
+    if p.suffix.lower() not in (".wav", ".npy"):
+        raise BufNMFError(f"kit output {p} must end in .wav or .npy")
+    meta = sidecar(p)
+    with OutputSet(p.parent if str(p.parent) else Path("."), [p.name, meta.name], force=force) as out:
+        if p.suffix.lower() == ".wav":
+            rate = (kit.sample_rate or 44100) / kit.fft_size
+            out.write_audio(p.name, kit.bases, rate)
+        else:
+            out.write_npy(p.name, kit.bases)
+        out.write_json(meta.name, kit_metadata(kit))
+    return out.written

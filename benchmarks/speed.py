@@ -27,7 +27,7 @@ import numpy as np
 import bufnmf
 from bufnmf._random import flucoma_init
 from bufnmf.nmf import EPS, kl_divergence, nmf_kl, prepare_start
-from bufnmf.stft import resolve_fft_settings, stft_complex
+from bufnmf.spectral import resolve_fft_settings, stft_complex
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BUFNMF_SHARED", ROOT.parent / "shared"))

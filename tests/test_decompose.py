@@ -246,11 +246,11 @@ def test_stereo_shape_error_mentions_both_layouts(stereo):
 
 
 def test_chunked_stft_and_resynthesis_do_not_depend_on_chunk_size(loop, monkeypatch):
-    from bufnmf import masks, stft
+    from bufnmf import masks, spectral
 
     ref = bufnmf.decompose(loop, components=2, iterations=5, seed=0, window_size=1000, hop_size=300,
                            precision="float64")
-    monkeypatch.setattr(stft, "CHUNK_FRAMES", 7)
+    monkeypatch.setattr(spectral, "CHUNK_FRAMES", 7)
     monkeypatch.setattr(masks, "CHUNK_FRAMES", 7)
     small = bufnmf.decompose(loop, components=2, iterations=5, seed=0, window_size=1000, hop_size=300,
                              precision="float64")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bufnmf
-from bufnmf.stft import resolve_fft_settings, stft_complex
+from bufnmf.spectral import resolve_fft_settings, stft_complex
 
 from .conftest import FIXTURES
 

@@ -6,10 +6,14 @@ their magnitude spectrograms, FluCoMa-exact, with FluCoMa's buffer layouts.
 
 from __future__ import annotations
 
+from .bufstft import istft, stft
 from .client import DecomposeResult, decompose
 from .errors import BufNMFError, BufNMFWarning, Cancelled
-from .stft import FFTSettings, resolve_fft_settings
+from .realtime import NMFFilter, NMFMatch, match, nmf_filter
+from .seeding import SeedResult, nmf_seed
+from .spectral import FFTSettings, resolve_fft_settings
 from .templates import Kit, learn_bases, load_kit, save_kit
+from .tracking import Event, track
 
 __version__ = "0.1.0"
 
@@ -18,12 +22,22 @@ __all__ = [
     "BufNMFWarning",
     "Cancelled",
     "DecomposeResult",
+    "Event",
     "FFTSettings",
     "Kit",
+    "NMFFilter",
+    "NMFMatch",
+    "SeedResult",
     "__version__",
     "decompose",
+    "istft",
     "learn_bases",
     "load_kit",
+    "match",
+    "nmf_filter",
+    "nmf_seed",
     "resolve_fft_settings",
     "save_kit",
+    "stft",
+    "track",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,10 +18,13 @@ import click
 import numpy as np
 
 from . import __version__
+from .bufstft import istft, stft
 from .client import DecomposeResult, decompose
 from .errors import BufNMFError, Cancelled
 from .io import OutputSet, read_audio, read_buffer
-from .stft import resolve_fft_settings
+from .realtime import match, nmf_filter
+from .seeding import nmf_seed
+from .spectral import resolve_fft_settings
 from .templates import Kit, learn_bases, load_kit, save_kit, sidecar
 from .tracking import events_to_midi, events_to_text, output_format, track
 
@@ -373,6 +377,199 @@ def track_cmd(source: Path, bases_path: str, output: Path, threshold: float, min
     counts = {lab: sum(e.label == lab for e in events) for lab in kit.labels}
     say(quiet, f"{len(events)} events: " + ", ".join(f"{lab} {n}" for lab, n in counts.items()))
     for p in outputs:
+        say(quiet, f"  wrote {p}")
+
+
+def _mono(data: np.ndarray, chan: int | None, what: str) -> np.ndarray:
+    """Channel ``chan`` of ``data`` (samples, channels), or the mixdown when None."""
+    if chan is None:
+        return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not 0 <= chan < data.shape[1]:
+        raise BufNMFError(f"--start-chan {chan} is outside the {what}: it has {data.shape[1]} channel(s)")
+    return data[:, chan]
+
+
+def _kit_bases(bases_path: str) -> Kit:
+    return load_kit(bases_path)
+
+
+def _kit_fft(kit: Kit, window: int | None, hop: int | None, fft: int | None, sr: int, source: Path) -> tuple:
+    w, h, f = resolve_fft(kit, window, hop, fft)
+    kit.check_compatible(resolve_fft_settings(w, h, f), sr, f"source {source}")
+    return w, h, f
+
+
+@cli.command("stft", epilog="""\b
+Examples:
+  bufnmf stft voice.wav -o voice-stft                 # magnitude.wav, phase.wav (+ .npy), stft.json
+  bufnmf stft --inverse voice-stft -o voice-again.wav
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder (forward) or audio file (--inverse).")
+@click.option("--inverse", is_flag=True, help="SOURCE is a folder written by 'bufnmf stft': resynthesise it.")
+@click.option("--padding", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="0 none, 1 window/2 each side, 2 window-hop each side.")
+@click.option("--start-chan", type=int, default=0, show_default=True, help="Channel to analyse.")
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def stft_cmd(source: Path, output: Path, inverse: bool, padding: int, start_chan: int, window_size: int | None,
+             hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
+    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio."""
+    if inverse:
+        meta_path = source / "stft.json"
+        if not meta_path.is_file():
+            raise BufNMFError(f"{source} has no stft.json: give a folder written by 'bufnmf stft'")
+        try:
+            meta = json.loads(meta_path.read_text())
+            w, h, f, pad, n, sr = (int(meta[k]) for k in ("window_size", "hop_size", "fft_size", "padding",
+                                                          "num_samples", "sample_rate"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BufNMFError(f"{meta_path} is not valid ({exc}): run 'bufnmf stft' again") from None
+        mag, _ = read_buffer(source / "magnitude.npy", "magnitude")
+        ph, _ = read_buffer(source / "phase.npy", "phase")
+        y = istft(mag, ph, w, h, f, pad, n)
+        with OutputSet(output.parent, [output.name], force=force) as out:
+            out.write_audio(output.name, y[:, None], sr)
+        say(quiet, f"  wrote {output}")
+        return
+    data, sr = read_audio(source)
+    x = _mono(data, start_chan, "source")
+    window, hop, fft = resolve_fft(None, window_size, hop_size, fft_size)
+    names = ["magnitude.npy", "phase.npy", "stft.json"]
+    bins = resolve_fft_settings(window, hop, fft).bins
+    wav_ok = bins <= 1024  # libsndfile's channel limit: larger FFTs are written as .npy only
+    if wav_ok:
+        names = ["magnitude.wav", "phase.wav", *names]
+    OutputSet(output, names, force=force).check()
+    mag, ph = stft(x, window, hop, fft, padding)
+    s = resolve_fft_settings(window, hop, fft)
+    with OutputSet(output, names, force=force) as out:
+        if wav_ok:
+            out.write_audio("magnitude.wav", mag, sr / s.hop_size)
+            out.write_audio("phase.wav", ph, sr / s.hop_size)
+        out.write_npy("magnitude.npy", mag.astype(np.float32))
+        out.write_npy("phase.npy", ph.astype(np.float32))
+        out.write_json("stft.json", {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr,
+                                     "num_samples": int(x.size), "window_size": s.window_size,
+                                     "hop_size": s.hop_size, "fft_size": s.fft_size, "padding": padding,
+                                     "frames": int(mag.shape[0]), "bins": int(mag.shape[1]),
+                                     "layout": "frames (hops) x channels (bins), as FluCoMa's BufSTFT"})
+    if not wav_ok:
+        say(quiet, f"note: {bins} bins exceed WAV's 1024-channel limit: wrote .npy buffers only")
+    for p in out.written:
+        say(quiet, f"  wrote {p}")
+
+
+@cli.command("seed", epilog="""\b
+Examples:
+  bufnmf seed drums.wav -o seeds --coverage 0.6
+  bufnmf decompose drums.wav -o parts --bases seeds/bases.wav --activations seeds/activations.wav
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path))
+@click.option("-k", "--components", type=int, default=-1, show_default=True, help="-1: from --coverage.")
+@click.option("--coverage", type=float, default=0.5, show_default=True,
+              help="Fraction of the singular values' energy to cover.")
+@click.option("--method", type=click.Choice(["nndsvd", "nndsvda", "nndsvdar"]), default="nndsvd", show_default=True)
+@click.option("--start-chan", type=int, default=None, help="Channel to analyse [default: mixdown].")
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def seed_cmd(source: Path, outdir: Path, components: int, coverage: float, method: str, start_chan: int | None,
+             window_size: int | None, hop_size: int | None, fft_size: int | None, quiet: bool, force: bool,
+             debug: bool) -> None:
+    """BufNMFSeed: NNDSVD starting bases and activations for 'bufnmf decompose'."""
+    names = ["bases.wav", "activations.wav", "bases.npy", "activations.npy", "seed.json"]
+    OutputSet(outdir, names, force=force).check()
+    data, sr = read_audio(source)
+    window, hop, fft = resolve_fft(None, window_size, hop_size, fft_size)
+    res = nmf_seed(_mono(data, start_chan, "source"), components, coverage, method, window, hop, fft)
+    with OutputSet(outdir, names, force=force) as out:
+        out.write_audio("bases.wav", res.bases, sr / res.fft_size)
+        out.write_audio("activations.wav", res.activations, sr / res.hop_size)
+        out.write_npy("bases.npy", res.bases)
+        out.write_npy("activations.npy", res.activations)
+        out.write_json("seed.json", {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr,
+                                     "components": res.components, "coverage": res.coverage, "method": method,
+                                     "window_size": res.window_size, "hop_size": res.hop_size,
+                                     "fft_size": res.fft_size})
+    say(quiet, f"{res.components} components cover {res.coverage:.1%} of the singular-value energy")
+    for p in out.written:
+        say(quiet, f"  wrote {p}")
+
+
+def _realtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--iterations", type=int, default=10, show_default=True, help="KL updates per frame.")(f)
+    f = click.option("--seed", type=int, default=-1, show_default=True,
+                     help=">= 0: the same start every frame (reproducible).")(f)
+    return f
+
+
+@cli.command("match", epilog="""\b
+Example:
+  bufnmf match loop.wav --bases kit.wav -o activations.csv
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help=".csv or .json")
+@_realtime_options
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def match_cmd(source: Path, bases_path: str, output: Path, iterations: int, seed: int, window_size: int | None,
+              hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
+    """NMFMatch over a file: each frame's activation of each basis (streamed as in real time)."""
+    fmt = output_format(output)
+    OutputSet(output.parent, [output.name], force=force).check()
+    data, sr = read_audio(source)
+    kit = _kit_bases(bases_path)
+    w, h, f = _kit_fft(kit, window_size, hop_size, fft_size, sr, source)
+    acts = match(_mono(data, None, "source"), kit.bases, iterations, seed, w, h, f)
+    hop = resolve_fft_settings(w, h, f).hop_size
+    times = (np.arange(acts.shape[0]) + 1) * hop / sr  # each frame is reported when its last sample arrives
+    if fmt == "json":
+        text = json.dumps({"labels": kit.labels, "hop_seconds": hop / sr, "time": times.round(6).tolist(),
+                           "activations": acts.round(8).tolist()}) + "\n"
+    else:
+        rows = ["time," + ",".join(kit.labels)]
+        rows += [f"{t:.6f}," + ",".join(f"{v:.8g}" for v in row) for t, row in zip(times, acts, strict=True)]
+        text = "\n".join(rows) + "\n"
+    with OutputSet(output.parent, [output.name], force=force) as out:
+        out.write_bytes(output.name, text.encode())
+    say(quiet, f"{acts.shape[0]} frames x {acts.shape[1]} bases\n  wrote {output}")
+
+
+@cli.command("filter", epilog="""\b
+Example:
+  bufnmf filter loop.wav --bases kit.wav -o filtered     # component_<label>.wav, latency removed
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path))
+@_realtime_options
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def filter_cmd(source: Path, bases_path: str, outdir: Path, iterations: int, seed: int, window_size: int | None,
+               hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
+    """NMFFilter over a file: one mono file per basis, summing to the (mono) source."""
+    data, sr = read_audio(source)
+    kit = _kit_bases(bases_path)
+    labels = stem_labels(kit.labels, len(kit.labels), 0) or []
+    names = [f"component_{lab}.wav" for lab in labels]
+    OutputSet(outdir, names, force=force).check()
+    w, h, f = _kit_fft(kit, window_size, hop_size, fft_size, sr, source)
+    parts = nmf_filter(_mono(data, None, "source"), kit.bases, iterations, seed, w, h, f)
+    with OutputSet(outdir, names, force=force) as out:
+        for k, name in enumerate(names):
+            out.write_audio(name, parts[:, k : k + 1], sr)
+    for p in out.written:
         say(quiet, f"  wrote {p}")
 
 

@@ -16,7 +16,7 @@ from ._random import flucoma_init
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .masks import resynthesise
 from .nmf import EPS, kl_divergence, nmf_kl, prepare_start, resolve_kernel
-from .stft import FFTSettings, _as_int, resolve_fft_settings, stft_complex
+from .spectral import FFTSettings, _as_int, resolve_fft_settings, stft_complex
 
 ProgressCallback = Callable[[int, int], "bool | None"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .nmf import EPS
-from .stft import CHUNK_FRAMES, FFTSettings, hann, normalise_overlap_add, overlap_add_frames
+from .spectral import CHUNK_FRAMES, FFTSettings, hann, normalise_overlap_add, overlap_add_frames
 
 
 def ratio_mask(W: np.ndarray, H: np.ndarray, k: int, denominator: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .client import decompose, validate_source
 from .errors import BufNMFError
-from .stft import FFTSettings, resolve_fft_settings
+from .spectral import FFTSettings, resolve_fft_settings
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Kit:
     fft_size: int
     sample_rate: int | None = None
     sources: list[str] = field(default_factory=list)
+    settings_known: bool = True  # False for a bare buffer: only its row count is known
 
     @property
     def settings(self) -> FFTSettings:
@@ -45,6 +46,13 @@ class Kit:
 
     def check_compatible(self, settings: FFTSettings, sample_rate: int | None, source: str = "source") -> None:
         """Raise :class:`BufNMFError` naming both sides if FFT settings or sample rates differ."""
+        if not self.settings_known:
+            if settings.bins != self.bases.shape[0]:
+                raise BufNMFError(
+                    f"the bases have {self.bases.shape[0]} rows but fft_size {settings.fft_size} gives "
+                    f"{settings.bins} bins: use --fft-size {(self.bases.shape[0] - 1) * 2}"
+                )
+            return
         mine = (self.window_size, self.hop_size, self.fft_size)
         theirs = (settings.window_size, settings.hop_size, settings.fft_size)
         if mine != theirs:
@@ -176,7 +184,8 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
                               f"({f // 2 + 1} rows)")
         return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr))
     f = (bases.shape[0] - 1) * 2
-    return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None)
+    return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None,
+               settings_known=False)
 
 
 def save_kit(kit: Kit, path: str | os.PathLike[str], force: bool = False) -> list[Path]:

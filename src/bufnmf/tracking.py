@@ -172,7 +172,7 @@ def track(
         w = kit.window_size if window_size is None else window_size
         h = kit.hop_size if hop_size is None else hop_size
         f = kit.fft_size if fft_size is None else fft_size
-        from .stft import resolve_fft_settings
+        from .spectral import resolve_fft_settings
 
         kit.check_compatible(resolve_fft_settings(w, h, f), sample_rate)
     else:

@@ -112,11 +112,18 @@ def hann(window_size: int) -> np.ndarray:
 CHUNK_FRAMES = 1024  # frames per chunk: bounds the temporaries of the STFT and its inverse
 
 
-def _frame_chunk(signal: np.ndarray, settings: FFTSettings, c0: int, c1: int, real: type) -> np.ndarray:
-    """Unwindowed frames ``c0..c1-1`` of the front-padded signal, shape (c1 - c0, window_size)."""
+def _frame_chunk(
+    signal: np.ndarray, settings: FFTSettings, c0: int, c1: int, real: type, front: int | None = None
+) -> np.ndarray:
+    """Unwindowed frames ``c0..c1-1``, shape (c1 - c0, window_size).
+
+    Frame ``i`` starts at sample ``i * hop - front`` (``front`` defaults to BufNMF's
+    ``window_size // 2``); samples outside the signal are zeros.
+    """
     w, h = settings.window_size, settings.hop_size
-    a = c0 * h - w // 2
-    b = (c1 - 1) * h + w - w // 2
+    front = w // 2 if front is None else front
+    a = c0 * h - front
+    b = (c1 - 1) * h + w - front
     piece = np.zeros(b - a, dtype=real)
     s0, s1 = max(a, 0), min(b, signal.shape[0])
     if s1 > s0:
@@ -160,7 +167,8 @@ def stft_complex(
 
 
 def overlap_add_frames(
-    seg: np.ndarray, first_frame: int, settings: FFTSettings, out: np.ndarray, offset: int = 0
+    seg: np.ndarray, first_frame: int, settings: FFTSettings, out: np.ndarray, offset: int = 0,
+    front: int | None = None,
 ) -> None:
     """Overlap-add windowed frames into the signal's own sample positions (padding trimmed).
 
@@ -170,10 +178,11 @@ def overlap_add_frames(
         settings: FFT settings.
         out: 1-D array holding samples ``offset .. offset + len(out) - 1``; added into.
         offset: the sample position of ``out[0]``.
+        front: frame ``i`` starts at sample ``i * hop - front`` (default ``window_size // 2``).
     """
     w, h = settings.window_size, settings.hop_size
     m = seg.shape[0]
-    a = first_frame * h - w // 2
+    a = first_frame * h - (w // 2 if front is None else front)
     buf = np.zeros((m - 1) * h + w, dtype=np.float64)
     _overlap_add(buf, seg, h)
     s0, s1 = max(a, offset), min(a + buf.shape[0], offset + out.shape[0])
@@ -181,26 +190,26 @@ def overlap_add_frames(
         out[s0 - offset : s1 - offset] += buf[s0 - a : s1 - a]
 
 
-def window_norm(settings: FFTSettings, num_frames: int, start: int, stop: int) -> np.ndarray:
+def window_norm(settings: FFTSettings, num_frames: int, start: int, stop: int, front: int | None = None) -> np.ndarray:
     """Sum of squared windows over samples ``start..stop-1`` (float64), floored at eps."""
     w, h = settings.window_size, settings.hop_size
-    front = w // 2
+    front = w // 2 if front is None else front
     p0, p1 = start + front, stop + front  # padded positions
     j0 = max(0, (p0 - w) // h + 1)
     j1 = min(num_frames, (p1 - 1) // h + 1)
     out = np.zeros(stop - start, dtype=np.float64)
     if j1 > j0:
-        overlap_add_frames(np.broadcast_to(hann(w) ** 2, (j1 - j0, w)), j0, settings, out, offset=start)
+        overlap_add_frames(np.broadcast_to(hann(w) ** 2, (j1 - j0, w)), j0, settings, out, offset=start, front=front)
     return np.maximum(out, _EPS)
 
 
-def normalise_overlap_add(out: np.ndarray, settings: FFTSettings, num_frames: int) -> None:
+def normalise_overlap_add(out: np.ndarray, settings: FFTSettings, num_frames: int, front: int | None = None) -> None:
     """Divide ``out`` (num_samples,) or (num_samples, K) in place by the summed squared windows."""
     n = out.shape[0]
     step = CHUNK_FRAMES * settings.hop_size
     for s0 in range(0, n, step):
         s1 = min(n, s0 + step)
-        norm = window_norm(settings, num_frames, s0, s1)
+        norm = window_norm(settings, num_frames, s0, s1, front)
         if out.ndim == 2:
             out[s0:s1] /= norm[:, None]
         else:

@@ -1,0 +1,132 @@
+"""BufSTFT: FluCoMa's buffer STFT and its inverse (magnitude and phase buffers).
+
+Layout as FluCoMa's BufSTFT: rows are hops (frames), columns are bins (the transpose of
+BufNMF's bases buffer). Padding per side: 0 none; 1 ``window_size // 2`` (default); 2
+``window_size - hop_size``, with the padded length rounded up to a multiple of the hop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .client import validate_source
+from .errors import BufNMFError
+from .spectral import (
+    CHUNK_FRAMES,
+    FFTSettings,
+    _frame_chunk,
+    hann,
+    normalise_overlap_add,
+    overlap_add_frames,
+    resolve_fft_settings,
+)
+
+PADDINGS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class STFTLayout:
+    """Where the frames of a BufSTFT lie: frame ``i`` starts at sample ``i * hop - front``."""
+
+    settings: FFTSettings
+    padding: int
+    front: int
+    num_frames: int
+    num_samples: int
+
+
+def layout(num_samples: int, settings: FFTSettings, padding: int = 1) -> STFTLayout:
+    """Frame count and front padding of a BufSTFT of ``num_samples`` samples (FluCoMa's rules)."""
+    if padding not in PADDINGS:
+        raise BufNMFError(f"padding must be 0 (none), 1 (window/2) or 2 (window - hop), got {padding!r}")
+    w, h = settings.window_size, settings.hop_size
+    front = {0: 0, 1: w // 2, 2: w - h}[padding]
+    padded = num_samples + 2 * front
+    if padding == 2:
+        padded = -(-padded // h) * h
+    if padded < w:
+        raise BufNMFError(f"the source ({num_samples} samples) is shorter than one window ({w}) with padding 0: "
+                          "use padding 1 or 2, or a smaller window_size")
+    return STFTLayout(settings, padding, front, 1 + (padded - w) // h, num_samples)
+
+
+def stft(
+    source: np.ndarray, window_size: int = 1024, hop_size: int = -1, fft_size: int = -1, padding: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and phase of a mono signal, FluCoMa BufSTFT layout.
+
+    Args:
+        source: samples, shape (samples,) (or (samples, 1)).
+        window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
+        padding: 0, 1 or 2 (see the module docstring).
+
+    Returns:
+        ``(magnitude, phase)``: float64, each of shape (frames, fft_size // 2 + 1); phase in radians.
+    """
+    data = validate_source(source)
+    if data.shape[1] != 1:
+        raise BufNMFError(f"stft takes one channel, got {data.shape[1]}: pass source[:, chan]")
+    x = data[:, 0]
+    lay = layout(x.shape[0], resolve_fft_settings(window_size, hop_size, fft_size), padding)
+    s = lay.settings
+    win = hann(s.window_size)
+    spec = np.empty((lay.num_frames, s.bins), dtype=np.complex128)
+    for c0 in range(0, lay.num_frames, CHUNK_FRAMES):
+        c1 = min(lay.num_frames, c0 + CHUNK_FRAMES)
+        spec[c0:c1] = np.fft.rfft(_frame_chunk(x, s, c0, c1, np.float64, lay.front) * win, n=s.fft_size, axis=1)
+    return np.abs(spec), np.angle(spec)
+
+
+def default_length(num_frames: int, settings: FFTSettings, padding: int) -> int:
+    """A source length that gives ``num_frames`` frames with this padding (the inverse's default when the
+    original length is unknown: the longest for padding 0, the shortest for 1, the unpadded span for 2)."""
+    w, h = settings.window_size, settings.hop_size
+    if padding == 0:
+        return (num_frames - 1) * h + w
+    if padding == 1:
+        return (num_frames - 1) * h
+    return max(0, (num_frames - 1) * h + w - 2 * (w - h))
+
+
+def istft(
+    magnitude: np.ndarray, phase: np.ndarray, window_size: int = 1024, hop_size: int = -1, fft_size: int = -1,
+    padding: int = 1, num_samples: int | None = None,
+) -> np.ndarray:
+    """Inverse of :func:`stft`: polar to complex, inverse FFT, windowed overlap-add, divided
+    by the summed squared windows, padding trimmed.
+
+    Args:
+        magnitude, phase: (frames, fft_size // 2 + 1) each, as :func:`stft` returns.
+        num_samples: output length; default the longest length with this many frames.
+
+    Returns:
+        float64 samples, shape (num_samples,).
+    """
+    mag = np.asarray(magnitude, dtype=np.float64)
+    ph = np.asarray(phase, dtype=np.float64)
+    if mag.ndim != 2 or ph.ndim != 2:
+        raise BufNMFError(f"magnitude and phase must be 2-D (frames, bins), got shapes {mag.shape} and {ph.shape}")
+    if mag.shape != ph.shape:
+        raise BufNMFError(f"magnitude {mag.shape} and phase {ph.shape} must have the same shape (frames, bins)")
+    s = resolve_fft_settings(window_size, hop_size, fft_size)
+    if mag.shape[1] != s.bins:
+        raise BufNMFError(f"magnitude has {mag.shape[1]} bins but fft_size {s.fft_size} needs {s.bins} "
+                          f"(fft_size // 2 + 1): give the FFT settings used for the forward transform")
+    if not (np.isfinite(mag).all() and np.isfinite(ph).all()):
+        raise BufNMFError("magnitude or phase contains NaN or infinite values")
+    if padding not in PADDINGS:
+        raise BufNMFError(f"padding must be 0, 1 or 2, got {padding!r}")
+    nf = mag.shape[0]
+    front = {0: 0, 1: s.window_size // 2, 2: s.window_size - s.hop_size}[padding]
+    n = default_length(nf, s, padding) if num_samples is None else int(num_samples)
+    win = hann(s.window_size)
+    out = np.zeros(n, dtype=np.float64)
+    for c0 in range(0, nf, CHUNK_FRAMES):
+        c1 = min(nf, c0 + CHUNK_FRAMES)
+        spec = mag[c0:c1] * np.exp(1j * ph[c0:c1])
+        seg = np.fft.irfft(spec, n=s.fft_size, axis=1)[:, : s.window_size] * win
+        overlap_add_frames(seg, c0, s, out, front=front)
+    normalise_overlap_add(out, s, nf, front=front)
+    return out

@@ -168,11 +168,23 @@ def print_table(rows: list[dict]) -> None:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, {bench!r})
 from speed import material
 import bufnmf
+
+def hwm():  # peak resident set (VmHWM; ru_maxrss would carry the parent's peak across exec)
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) * 1024
+
+def reset_peak():  # start VmHWM afresh from here (Linux: clear_refs 5)
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -187,11 +199,12 @@ if resynth == "memmap":
     import tempfile
     tmp = tempfile.NamedTemporaryFile(suffix=".f32")
     sink = np.memmap(tmp.name, dtype=np.float32, mode="w+", shape=(x.shape[0], 2 * K))
+reset_peak()
 before = rss()
 t = time.perf_counter()
 res = bufnmf.decompose(x, components=K, iterations=100, seed=0, resynth=bool(resynth), resynth_out=sink)
 wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = hwm()
 frames = res.num_hops
 print(json.dumps({{"wall_seconds": wall, "peak_bytes_over_start": peak - before,
                    "stft_bytes_complex64": res.num_bins * frames * 8,

@@ -269,3 +269,14 @@ def test_resynth_into_a_memory_map(loop, tmp_path):
     with pytest.raises(BufNMFError, match=r"resynth_out has shape \(10, 2\).*expected a float array of shape "
                                           r"\(44100, 2\)"):
         bufnmf.decompose(loop, components=2, iterations=1, resynth_out=np.zeros((10, 2)))
+
+
+def test_very_loud_and_out_of_range_sources(loop):
+    loud = loop.astype(np.float64) * 1e30
+    res = bufnmf.decompose(loud, components=2, iterations=5, seed=0)
+    quiet = bufnmf.decompose(loop.astype(np.float64), components=2, iterations=5, seed=0)
+    assert np.isfinite(res.resynth).all()
+    np.testing.assert_allclose(res.resynth.sum(axis=1), loud, rtol=0, atol=1e-5 * np.abs(loud).max())
+    np.testing.assert_allclose(res.activations, quiet.activations, rtol=1e-4, atol=1e-6)
+    with pytest.raises(BufNMFError, match="beyond what float32 outputs can hold"):
+        bufnmf.decompose(np.array([0.0, 1e300]))

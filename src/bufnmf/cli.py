@@ -21,8 +21,9 @@ from . import __version__
 from .bufstft import istft, stft
 from .client import DecomposeResult, decompose
 from .errors import BufNMFError, Cancelled
-from .io import OutputSet, read_audio, read_buffer
+from .io import WAV_MAX_CHANNELS, OutputSet, read_audio, read_buffer
 from .realtime import match, nmf_filter
+from .resources import parse_bytes
 from .seeding import nmf_seed
 from .spectral import resolve_fft_settings
 from .templates import Kit, learn_bases, load_kit, save_kit, sidecar
@@ -102,13 +103,29 @@ def cli(debug: bool) -> None:
     """Split sounds into parts with NMF, as FluCoMa's BufNMF does."""
 
 
-def _buffer_arg(path: str | None, mode: str | None, what: str, flag: str) -> tuple[np.ndarray | None, int]:
+def _buffer_arg(path: str | None, mode: str | None, what: str, flag: str) -> tuple[np.ndarray | None, int, int | None]:
+    """Read a seed buffer: (array, mode 0/1/2, its WAV sample rate or None)."""
     if path is None:
         if mode not in (None, "none"):
             raise BufNMFError(f"{flag}-mode {mode} needs {flag} FILE (a .wav or .npy buffer in FluCoMa layout)")
-        return None, 0
-    arr, _ = read_buffer(path, what)
-    return arr, {"none": 0, "seed": 1, "fixed": 2}[mode or "seed"]
+        return None, 0, None
+    arr, rate = read_buffer(path, what)
+    return arr, {"none": 0, "seed": 1, "fixed": 2}[mode or "seed"], rate
+
+
+def check_buffer_rate(path: str | None, rate: int | None, sr: int, divisor: int, what: str) -> None:
+    """A WAV buffer written for FluCoMa has rate sr / fft (bases) or sr / hop (activations): a buffer
+    with another low rate was made for another source rate or FFT setting. Audio-rate buffers
+    (exported by hosts that stamp their own rate) are not checked."""
+    if path is None or rate is None or rate >= 1000:
+        return
+    expected = max(1, round(sr / divisor))
+    if rate != expected:
+        raise BufNMFError(
+            f"{what} buffer {path} has buffer rate {rate} Hz, but this source at {sr} Hz with "
+            f"{'fft_size' if what == 'bases' else 'hop_size'} {divisor} needs {expected} Hz: it was made for "
+            "another sample rate or FFT setting; use matching settings or re-make the buffer"
+        )
 
 
 def _infer_components(given: int | None, bases: np.ndarray | None, acts: np.ndarray | None, channels: int) -> int:
@@ -122,11 +139,16 @@ def _infer_components(given: int | None, bases: np.ndarray | None, acts: np.ndar
 
 
 def output_names(components: int, resynth: bool, plot: bool, labels: list[str] | None = None,
-                 extra: Sequence[str] = ()) -> list[str]:
-    """File names a decomposition writes, in writing order."""
+                 extra: Sequence[str] = (), channels: int = 1) -> list[str]:
+    """File names a decomposition writes, in writing order.
+
+    Buffers wider than WAV allows (``channels * components`` > 1024) are written as .npy only.
+    """
     stems = labels or [str(k + 1) for k in range(components)]
     names = [*extra, *(f"component_{s}.wav" for s in stems if resynth)]
-    names += ["bases.wav", "activations.wav", "bases.npy", "activations.npy", "summary.json"]
+    if channels * components <= WAV_MAX_CHANNELS:
+        names += ["bases.wav", "activations.wav"]
+    names += ["bases.npy", "activations.npy", "summary.json"]
     if plot:
         names += ["bases.png", "activations.png"]
     return names
@@ -138,7 +160,7 @@ def write_decomposition(
 ) -> list[Path]:
     """Write the outputs of a decomposition atomically (see :class:`bufnmf.io.OutputSet`)."""
     K, C = res.components, res.num_channels
-    names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}))
+    names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}), C)
     comp_names = [n for n in names if n.startswith("component_")]
     t0 = time.perf_counter()
     with OutputSet(outdir, names, force=force) as out:
@@ -147,8 +169,9 @@ def write_decomposition(
         if res.resynth is not None:
             for k, name in enumerate(comp_names):
                 out.write_audio(name, res.resynth[:, k::K][:, :C], sample_rate)
-        out.write_audio("bases.wav", res.bases, sample_rate / res.fft_size)
-        out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
+        if "bases.wav" in names:
+            out.write_audio("bases.wav", res.bases, sample_rate / res.fft_size)
+            out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
         out.write_npy("bases.npy", res.bases)
         out.write_npy("activations.npy", res.activations)
         if plot:
@@ -214,6 +237,8 @@ Examples:
 @click.option("--smooth-activations", type=float, default=0.0, show_default=True,
               help="Smooth learnt activations over this many seconds before resynthesis.")
 @click.option("--smooth-method", type=click.Choice(["median", "mean"]), default="median", show_default=True)
+@click.option("--max-memory", type=str, default=None,
+              help="Refuse runs estimated to need more memory than this (e.g. 4G) [default: what is available].")
 @click.option("--no-resynth", is_flag=True, help="Do not write component audio.")
 @click.option("--plot", is_flag=True, help="Also write bases.png and activations.png.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -223,8 +248,8 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
                   hop_size: int | None, fft_size: int | None, seed: int, bases_path: str | None,
                   bases_mode: str | None, acts_path: str | None, act_mode: str | None, start_frame: int,
                   num_frames: int, start_chan: int, num_chans: int, precision: str, extra_components: int,
-                  smooth_activations: float, smooth_method: str, no_resynth: bool, plot: bool, quiet: bool,
-                  force: bool, debug: bool) -> None:
+                  smooth_activations: float, smooth_method: str, max_memory: str | None, no_resynth: bool,
+                  plot: bool, quiet: bool, force: bool, debug: bool) -> None:
     """Split SOURCE into components; write stems, FluCoMa buffers, summary.json (and plots).
 
     With --bases kit.wav from 'bufnmf learn', the kit's FFT settings are used (unless given),
@@ -233,23 +258,26 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
     t0 = time.perf_counter()
     data, sr = read_audio(source)
     kit = load_kit(bases_path) if bases_path is not None and sidecar(bases_path).exists() else None
-    bases, bmode = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
-    acts, amode = _buffer_arg(acts_path, act_mode, "activations", "--activations")
+    bases, bmode, brate = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
+    acts, amode, arate = _buffer_arg(acts_path, act_mode, "activations", "--activations")
     window, hop, fft = resolve_fft(kit, window_size, hop_size, fft_size)
+    settings = resolve_fft_settings(window, hop, fft)
     if kit is not None:
-        kit.check_compatible(resolve_fft_settings(window, hop, fft), sr, f"source {source}")
+        kit.check_compatible(settings, sr, f"source {source}")
+    check_buffer_rate(bases_path, brate, sr, settings.fft_size, "bases")
+    check_buffer_rate(acts_path, arate, sr, settings.hop_size, "activations")
     chans = data.shape[1] - start_chan if num_chans == -1 else num_chans
     k = _infer_components(components, bases, acts, max(1, chans))
     labels = stem_labels(kit.labels if kit is not None and len(kit.labels) == k else None, k, extra_components)
     total_k = k + max(0, extra_components)
     if smooth_activations < 0:
         raise BufNMFError(f"--smooth-activations must be >= 0 seconds, got {smooth_activations}")
-    hop_resolved = resolve_fft_settings(window, hop, fft).hop_size
+    hop_resolved = settings.hop_size
     smooth_frames = round(smooth_activations * sr / hop_resolved) if smooth_activations else 0
     if smooth_method == "median" and smooth_frames > 1 and smooth_frames % 2 == 0:
         smooth_frames += 1  # a centred median needs an odd length
     # Fail on the output folder before the work, not after.
-    OutputSet(outdir, output_names(total_k, not no_resynth, plot, labels), force=force).check()
+    OutputSet(outdir, output_names(total_k, not no_resynth, plot, labels, channels=max(1, chans)), force=force).check()
     t_read = time.perf_counter() - t0
     bar = Progress("NMF", quiet)
     t1 = time.perf_counter()
@@ -259,7 +287,8 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
                         act_mode=amode, resynth=not no_resynth, start_frame=start_frame, num_frames=num_frames,
                         start_chan=start_chan, num_chans=num_chans, progress=bar, precision=precision,
                         track_divergence=True, extra_components=extra_components, smooth_frames=smooth_frames,
-                        smooth_method=smooth_method)
+                        smooth_method=smooth_method,
+                        max_memory=None if max_memory is None else parse_bytes(max_memory))
     finally:
         bar.close()
     timings = {"read_seconds": round(t_read, 4), "decompose_seconds": round(time.perf_counter() - t1, 4)}

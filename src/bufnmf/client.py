@@ -16,11 +16,14 @@ from ._random import flucoma_init
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .masks import resynthesise
 from .nmf import EPS, kl_divergence, nmf_kl, prepare_start, resolve_kernel
+from .resources import MAX_ITERATIONS, check_fits, estimate
 from .spectral import FFTSettings, _as_int, resolve_fft_settings, stft_complex
 
 ProgressCallback = Callable[[int, int], "bool | None"]
 
 _MODES = {"none": 0, "seed": 1, "fixed": 2}
+_LOUD = 2.0**32  # peaks above this are scaled down (exactly, by a power of two) before the STFT
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PRECISIONS = {"float32": np.float32, "float64": np.float64}
 
 
@@ -124,6 +127,10 @@ def validate_source(source: object) -> np.ndarray:
             f"source has {int(bad.sum())} NaN or infinite sample(s), first at sample {s}, channel {c}: "
             "clean the signal before decomposing"
         )
+    big = float(np.max(np.abs(data)))
+    if big > _FLOAT32_MAX:
+        raise BufNMFError(f"source has samples up to {big:.3g}, beyond what float32 outputs can hold "
+                          f"({_FLOAT32_MAX:.3g}): scale the signal down")
     return data
 
 
@@ -223,6 +230,7 @@ def decompose(
     extra_components: int = 0,
     smooth_frames: int = 0,
     smooth_method: str = "median",
+    max_memory: int | None = None,
 ) -> DecomposeResult:
     """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
 
@@ -261,6 +269,8 @@ def decompose(
         smooth_frames: smooth each learnt activation over this many frames (a median or
             moving-average filter, ``smooth_method`` "median" or "mean") before resynthesis;
             the returned activations are the smoothed ones. 0 or 1: no smoothing.
+        max_memory: refuse (before allocating) a run whose estimated peak memory exceeds this
+            many bytes; default the memory available now (see :mod:`bufnmf.resources`).
 
     Returns:
         :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.
@@ -282,6 +292,9 @@ def decompose(
         raise BufNMFError(f"components must be at least 1, got {components}")
     if iterations < 1:
         raise BufNMFError(f"iterations must be at least 1, got {iterations}")
+    if iterations > MAX_ITERATIONS:
+        raise BufNMFError(f"iterations {iterations} is more than {MAX_ITERATIONS}: KL updates have long converged "
+                          "by then; use fewer")
     seed = _as_int("seed", seed)
     if seed < -1:
         raise BufNMFError(f"seed must be -1 (random) or >= 0, got {seed}")
@@ -340,6 +353,8 @@ def decompose(
             "to the input; use hop_size <= window_size // 2", BufNMFWarning, stacklevel=2)
     if seed == -1:
         seed = secrets.randbits(63)
+    check_fits(estimate(n, channels, components, settings, precision, resynth, resynth_out is not None, kernel,
+                        np.asarray(source).dtype not in (np.float32, np.float64)), max_memory)
 
     out_W = np.empty((bins, channels * components), dtype=np.float32)
     out_H = np.empty((hops, channels * components), dtype=np.float32)
@@ -351,7 +366,13 @@ def decompose(
     H_rand = flucoma_init(seed, components, hops) if H_in is None else None
     for c in range(channels):
         cols = slice(c * components, (c + 1) * components)
-        X = stft_complex(data[:, c], settings, dtype=np.complex64 if dtype == np.float32 else np.complex128)
+        chan = data[:, c]
+        # Very loud (but finite) input would overflow the spectra: scale by a power of two,
+        # which is exact, and undo it on the resynthesis. Everything else is scale-free.
+        loudest = float(np.max(np.abs(chan)))
+        gain = 2.0 ** -np.ceil(np.log2(loudest / _LOUD)) if loudest > _LOUD else 1.0
+        X = stft_complex(chan * gain if gain != 1.0 else chan, settings,
+                         dtype=np.complex64 if dtype == np.float32 else np.complex128)
         V = np.abs(X)
         if not resynth:
             del X
@@ -374,7 +395,9 @@ def decompose(
         peak = float(H.max())
         out_H[:, cols] = (H / peak).T if peak > 0 else H.T
         if out_R is not None:
-            resynthesise(X, W, H, settings, n, out=out_R[:, cols])
+            block = resynthesise(X, W, H, settings, n, out=out_R[:, cols])
+            if gain != 1.0:
+                block /= gain
             del X
     return DecomposeResult(
         bases=out_W, activations=out_H, resynth=out_R, components=components, iterations=learn_iters,

@@ -20,6 +20,8 @@ import soundfile as sf
 from .errors import BufNMFError
 
 BUFFER_SUFFIXES = (".wav", ".npy")
+LOCK_NAME = ".bufnmf.lock"
+WAV_MAX_CHANNELS = 1024  # libsndfile's limit: wider buffers are written as .npy only
 
 
 def _check_readable(path: Path, what: str) -> None:
@@ -48,13 +50,48 @@ def read_audio(path: str | os.PathLike[str], what: str = "source") -> tuple[np.n
         with sf.SoundFile(str(p)) as f:
             data = f.read(dtype="float64", always_2d=True)
             sr = int(f.samplerate)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            fmt = f.format
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
         raise BufNMFError(
             f"{what} {p} is not a readable audio file ({_short(exc)}): use WAV, AIFF, FLAC, OGG or MP3"
         ) from None
     if data.shape[0] == 0:
         raise BufNMFError(f"{what} {p} holds no samples: give a file with sound in it")
+    if fmt == "WAV":
+        short = wav_shortfall(p)
+        if short:
+            raise BufNMFError(f"{what} {p} is truncated: its header promises {short[0]} bytes of audio but the file "
+                              f"holds {short[1]}: export or copy it again")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        s, c = np.argwhere(bad)[0]
+        raise BufNMFError(f"{what} {p} has {int(bad.sum())} NaN or infinite sample(s), first at sample {s}, "
+                          f"channel {c}: clean the file before decomposing")
     return data, sr
+
+
+def wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """For a RIFF WAV whose 'data' chunk is cut short: (declared bytes, present bytes); else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = path.stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                hdr = fh.read(8)
+                cid, length = hdr[:4], int.from_bytes(hdr[4:8], "little")
+                if cid == b"data":
+                    present = size - pos - 8
+                    if length in (0, 0xFFFFFFFF):  # streamed writers leave the size open
+                        return None
+                    return (length, present) if present < length else None
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
 
 
 def _short(exc: BaseException) -> str:
@@ -131,7 +168,38 @@ class OutputSet:
 
     def __enter__(self) -> OutputSet:
         self.check()
+        self._lock()
+        try:
+            self.check()  # again, now that no other bufnmf run can write here
+        except BaseException:
+            self._unlock()
+            raise
         return self
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock on the folder while writing; a second run refuses at once."""
+        self._lockfile = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock
+            return
+        path = self.folder / LOCK_NAME
+        fh = open(path, "a+")  # held until _unlock
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise BufNMFError(f"another bufnmf run is writing to {self.folder} right now: wait for it, "
+                              "or choose another output folder") from None
+        self._lockfile = fh
+
+    def _unlock(self) -> None:
+        fh = getattr(self, "_lockfile", None)
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                (self.folder / LOCK_NAME).unlink()
+            fh.close()
+            self._lockfile = None
 
     def _temp(self, name: str) -> Path:
         if name not in self.names:
@@ -193,9 +261,12 @@ class OutputSet:
         self._temps.clear()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.commit()
-        self.discard()
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self.discard()
+            self._unlock()
 
 
 @contextlib.contextmanager

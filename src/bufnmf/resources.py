@@ -1,0 +1,100 @@
+"""Memory estimates, so that a run that would not fit is refused before it starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import BufNMFError
+from .spectral import CHUNK_FRAMES, FFTSettings
+
+MAX_ITERATIONS = 100_000
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes a decomposition needs at its peak, by part."""
+
+    spectrum: int  # one channel's complex STFT and magnitudes
+    factors: int  # W, H and the kernel's partial sums, for one channel
+    work: int  # chunked STFT / resynthesis temporaries, whole-matrix temporaries of the NumPy kernel
+    outputs: int  # bases, activations and (unless streamed to resynth_out) the resynthesis
+    source: int  # a float copy of the source, when its dtype needs converting
+
+    @property
+    def total(self) -> int:
+        return self.spectrum + self.factors + self.work + self.outputs + self.source
+
+    def describe(self) -> str:
+        parts = [("STFT", self.spectrum), ("factors", self.factors), ("work", self.work),
+                 ("outputs", self.outputs), ("source copy", self.source)]
+        return ", ".join(f"{name} {fmt_bytes(b)}" for name, b in parts if b)
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def parse_bytes(text: str) -> int:
+    """'8G', '500M', '2GiB', '1000000' -> bytes."""
+    t = text.strip().upper().replace("IB", "").replace("B", "")
+    mult = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    try:
+        if t and t[-1] in mult:
+            return int(float(t[:-1]) * mult[t[-1]])
+        return int(float(t))
+    except ValueError:
+        raise BufNMFError(f"memory size {text!r} is not understood: use e.g. 500M, 8G or a number of bytes") \
+            from None
+
+
+def available_memory() -> int:
+    """Memory the system can give now (MemAvailable), or the physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 1 << 62
+
+
+def estimate(num_samples: int, channels: int, components: int, settings: FFTSettings, precision: str,
+             resynth: bool, resynth_streamed: bool = False, kernel: str = "numba", source_copy: bool = False,
+             ) -> MemoryEstimate:
+    """Peak bytes of :func:`bufnmf.decompose` for these sizes (channels are processed one at a time)."""
+    item = 4 if precision == "float32" else 8
+    bins = settings.bins
+    frames = settings.num_frames(num_samples)
+    cells = bins * frames
+    spectrum = cells * 3 * item  # complex STFT (2 items a cell) and magnitudes (1), both alive together
+    factors = (bins + frames) * components * item * 3 + 8 * bins * components * 8
+    chunk = min(frames, CHUNK_FRAMES)
+    work = chunk * settings.fft_size * 8 * 4 + chunk * bins * 16 * 3 + num_samples * 8 * 2
+    if kernel == "numpy":
+        work += 3 * cells * item
+    outputs = (bins + frames) * channels * components * 4
+    if resynth and not resynth_streamed:
+        outputs += num_samples * channels * components * 4
+    source = num_samples * channels * 8 if source_copy else 0
+    return MemoryEstimate(spectrum, factors, work, outputs, source)
+
+
+def check_fits(est: MemoryEstimate, max_memory: int | None) -> None:
+    """Raise :class:`BufNMFError` when ``est`` exceeds ``max_memory`` (default: the memory available now)."""
+    limit = available_memory() if max_memory is None else int(max_memory)
+    if est.total > limit:
+        source = "the memory available now" if max_memory is None else "the max_memory limit"
+        raise BufNMFError(
+            f"this run needs about {fmt_bytes(est.total)} ({est.describe()}) but {source} is {fmt_bytes(limit)}: "
+            "use fewer components, a shorter selection (num_frames), a larger hop, no resynthesis, "
+            "or raise the limit (max_memory / --max-memory)"
+        )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .bufstft import istft, stft
 from .client import DecomposeResult, decompose
+from .cross import cross
 from .errors import BufNMFError, BufNMFWarning, Cancelled
+from .morph import NMFMorph, morph
 from .realtime import NMFFilter, NMFMatch, match, nmf_filter
 from .seeding import SeedResult, nmf_seed
 from .spectral import FFTSettings, resolve_fft_settings
@@ -27,13 +29,16 @@ __all__ = [
     "Kit",
     "NMFFilter",
     "NMFMatch",
+    "NMFMorph",
     "SeedResult",
     "__version__",
+    "cross",
     "decompose",
     "istft",
     "learn_bases",
     "load_kit",
     "match",
+    "morph",
     "nmf_filter",
     "nmf_seed",
     "resolve_fft_settings",

@@ -20,8 +20,10 @@ import numpy as np
 from . import __version__
 from .bufstft import istft, stft
 from .client import DecomposeResult, decompose
+from .cross import cross
 from .errors import BufNMFError, Cancelled
 from .io import WAV_MAX_CHANNELS, OutputSet, read_audio, read_buffer
+from .morph import morph
 from .realtime import match, nmf_filter
 from .resources import parse_bytes
 from .seeding import nmf_seed
@@ -600,6 +602,93 @@ def filter_cmd(source: Path, bases_path: str, outdir: Path, iterations: int, see
             out.write_audio(name, parts[:, k : k + 1], sr)
     for p in out.written:
         say(quiet, f"  wrote {p}")
+
+
+@cli.command("cross", epilog="""\b
+Examples:
+  bufnmf cross bees.wav speech.wav -o buzzing-speech.wav
+  bufnmf cross bees.wav speech.wav -o out.wav --polyphony 3 --continuity 11 --seed 1
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("--time-sparsity", type=int, default=7, show_default=True, help="Odd: repetition window in frames.")
+@click.option("--polyphony", type=int, default=10, show_default=True, help="Source frames sounding at once.")
+@click.option("--continuity", type=int, default=7, show_default=True, help="Odd: diagonal smoothing length.")
+@click.option("--iterations", type=int, default=50, show_default=True)
+@click.option("--seed", type=int, default=-1, show_default=True)
+@fft_options
+@click.option("--max-memory", type=str, default=None, help="Refuse runs estimated above this (e.g. 4G).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def cross_cmd(source: Path, target: Path, output: Path, time_sparsity: int, polyphony: int, continuity: int,
+              iterations: int, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
+              max_memory: str | None, quiet: bool, force: bool, debug: bool) -> None:
+    """BufNMFCross: rebuild TARGET from the sound of SOURCE (audio mosaicing)."""
+    OutputSet(output.parent, [output.name], force=force).check()
+    src, sr = read_audio(source, "source")
+    tgt, sr_t = read_audio(target, "target")
+    if sr != sr_t:
+        raise BufNMFError(f"source {source} is at {sr} Hz but target {target} is at {sr_t} Hz: resample one of them")
+    window, hop, fft = resolve_fft(None, window_size, hop_size, fft_size)
+    y = cross(src, tgt, time_sparsity, polyphony, continuity, iterations, seed, window, hop, fft,
+              max_memory=None if max_memory is None else parse_bytes(max_memory))
+    with OutputSet(output.parent, [output.name], force=force) as out:
+        out.write_audio(output.name, y[:, None], sr)
+    say(quiet, f"  wrote {output} ({y.size / sr:.2f} s at {sr} Hz)")
+
+
+@cli.command("morph", epilog="""\b
+Examples:
+  bufnmf decompose flute.wav -o flute -k 3 ; bufnmf decompose voice.wav -o voice -k 3
+  bufnmf morph --source-bases flute/bases.wav --target-bases voice/bases.wav \\
+               --activations flute/activations.wav -o morph.wav --interpolation 0.3
+  bufnmf morph ... --interpolation 0,1          # a curve: glide from source to target
+""")
+@click.option("--source-bases", "source_path", required=True, type=str)
+@click.option("--target-bases", "target_path", required=True, type=str)
+@click.option("--activations", "acts_path", required=True, type=str)
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("--interpolation", type=str, default="0.5", show_default=True,
+              help="0..1, or comma-separated values for a curve over the output.")
+@click.option("--no-autoassign", is_flag=True, help="Pair basis k with basis k instead of by transport cost.")
+@click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
+@click.option("--seed", type=int, default=-1, show_default=True)
+@fft_options
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@common_debug
+def morph_cmd(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str,
+              no_autoassign: bool, sample_rate: int | None, seed: int, window_size: int | None, hop_size: int | None,
+              fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
+    """NMFMorph offline: morph source bases into target bases under the given activations."""
+    OutputSet(output.parent, [output.name], force=force).check()
+    S, _ = read_buffer(source_path, "source bases")
+    T, _ = read_buffer(target_path, "target bases")
+    H, _ = read_buffer(acts_path, "activations")
+    try:
+        curve = [float(v) for v in interpolation.split(",")]
+    except ValueError:
+        raise BufNMFError(f"--interpolation {interpolation!r} must be a number or comma-separated numbers") from None
+    summary_path = Path(source_path).parent / "summary.json"
+    meta = {}
+    if summary_path.is_file():
+        try:
+            meta = json.loads(summary_path.read_text())
+        except ValueError:
+            meta = {}
+    params = meta.get("parameters", {})
+    if window_size is None and hop_size is None and fft_size is None and "fft_size" in params:
+        window, hop, fft = params["window_size"], params["hop_size"], params["fft_size"]
+    else:
+        window = window_size if window_size is not None else (S.shape[0] - 1) * 2
+        hop, fft = (-1 if hop_size is None else hop_size), (-1 if fft_size is None else fft_size)
+    sr = sample_rate or int(meta.get("sample_rate", 44100))
+    y = morph(S, T, H, curve[0] if len(curve) == 1 else curve, not no_autoassign, seed, window, hop, fft)
+    with OutputSet(output.parent, [output.name], force=force) as out:
+        out.write_audio(output.name, y[:, None], sr)
+    say(quiet, f"  wrote {output} ({y.size / sr:.2f} s at {sr} Hz)")
 
 
 @cli.command("demo", epilog="""\b

@@ -1,0 +1,33 @@
+"""Phase for magnitude-only spectrograms: fast Griffin-Lim (Perraudin, Balazs and Sondergaard, 2013)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spectral import FFTSettings, istft, stft_complex
+
+
+def griffin_lim(
+    magnitude: np.ndarray, settings: FFTSettings, num_samples: int, iterations: int = 50, momentum: float = 0.99,
+    init_phase: np.ndarray | None = None, seed: int = 0,
+) -> np.ndarray:
+    """A signal whose STFT magnitude approaches ``magnitude`` (bins x frames, BufNMF framing).
+
+    Fast Griffin-Lim: each iteration projects onto consistent spectrograms (ISTFT then STFT)
+    and extrapolates with ``momentum`` (0 gives plain Griffin-Lim). Starts from
+    ``init_phase`` (radians, bins x frames) or from uniform random phase (``seed``).
+
+    Returns:
+        float64 samples, shape (num_samples,).
+    """
+    mag = np.asarray(magnitude, dtype=np.float64)
+    if init_phase is None:
+        init_phase = np.random.default_rng(seed).uniform(-np.pi, np.pi, mag.shape)
+    spec = mag * np.exp(1j * init_phase)
+    prev = np.zeros_like(spec)
+    for _ in range(max(0, iterations)):
+        proj = stft_complex(istft(spec, settings, num_samples), settings)
+        spec_new = proj + momentum * (proj - prev)
+        prev = proj
+        spec = mag * np.exp(1j * np.angle(spec_new))
+    return istft(spec, settings, num_samples)

@@ -79,3 +79,17 @@ def test_decompose_kernels_agree_on_audio():
 def test_unknown_kernel_is_an_error():
     with pytest.raises(bufnmf.BufNMFError, match="kernel must be 'auto', 'numba' or 'numpy', got 'cuda'"):
         bufnmf.decompose(np.ones(100), kernel="cuda")
+
+
+def test_auto_kernel_avoids_compiling_for_small_jobs(monkeypatch):
+    from bufnmf.nmf import resolve_kernel
+
+    monkeypatch.setattr(_kernels, "compiled", lambda: False)
+    assert resolve_kernel("auto", (513, 400, 3, 100)) == "numpy"  # ~0.2 s of NumPy: not worth 20 s compiling
+    assert resolve_kernel("auto", (1025, 40000, 20, 100)) == "numba"
+    monkeypatch.setattr(_kernels, "compiled", lambda: True)
+    assert resolve_kernel("auto", (513, 400, 3, 100)) == "numba"
+    monkeypatch.setenv("BUFNMF_KERNEL", "numpy")
+    assert resolve_kernel("auto", (1025, 40000, 20, 100)) == "numpy"
+    x = np.random.default_rng(0).standard_normal(8000)
+    assert bufnmf.decompose(x, iterations=2, kernel="numba").kernel == "numba"

@@ -145,6 +145,8 @@ SUBCOMMANDS = [
     ["track", "{src}", "--bases", "{kit}", "-o", "{out}/ev.csv", "--iterations", "5"],
     ["match", "{src}", "--bases", "{kit}", "-o", "{out}/m.csv"],
     ["filter", "{src}", "--bases", "{kit}", "-o", "{out}"],
+    ["cross", "{src}", "{good}", "-o", "{out}/c.wav"],
+    ["morph", "--source-bases", "{src}", "--target-bases", "{kit}", "--activations", "{kit}", "-o", "{out}/m.wav"],
 ]
 
 
@@ -161,7 +163,8 @@ def kit_file(files, tmp_path_factory) -> Path:
 def test_every_subcommand_refuses_bad_audio(command, bad, files, kit_file, tmp_path, capsys):
     src = files[bad] if bad != "missing" else tmp_path / "nope.wav"
     out = tmp_path / "out"
-    args = [a.replace("{src}", str(src)).replace("{out}", str(out)).replace("{kit}", str(kit_file)) for a in command]
+    args = [a.replace("{src}", str(src)).replace("{out}", str(out)).replace("{kit}", str(kit_file))
+            .replace("{good}", str(files["good"])) for a in command]
     code, _, err = run(args, capsys)
     assert code == 2, err
     assert err.startswith("bufnmf: error: ") and err.count("\n") == 1 and str(src) in err

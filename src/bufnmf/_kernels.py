@@ -17,6 +17,7 @@ vectorise); divisions stay exact.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -254,6 +255,19 @@ if AVAILABLE:
                     d += (vt * math.log(vt / x) - vt + x) if vt > 0 else x
             parts[b] = d
         return parts.sum()
+
+
+def compiled() -> bool:
+    """Whether the kernels are ready without compiling: compiled in this process, or cached on disk."""
+    if not AVAILABLE:
+        return False
+    funcs = (w_pass, h_pass)
+    if all(f.signatures for f in funcs):
+        return True
+    try:
+        return all(os.path.exists(f._cache._cache_file._index_path) for f in funcs)
+    except AttributeError:  # numba internals moved: assume a cache, as numba itself will look
+        return True
 
 
 def threads() -> int:

@@ -198,6 +198,7 @@ def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: d
             "hop_size": res.hop_size, "fft_size": res.fft_size, "seed": res.seed, "bases_mode": res.bases_mode,
             "act_mode": res.act_mode, "start_frame": res.start_frame, "num_frames": res.num_samples,
             "start_chan": res.start_chan, "num_chans": res.num_channels, "precision": res.precision,
+            "extra_components": res.extra_components, "kernel": res.kernel,
         },
         "labels": labels or [f"component {k + 1}" for k in range(res.components)],
         "shapes": {

@@ -44,6 +44,7 @@ class DecomposeResult:
         precision: "float32" or "float64", the arithmetic of the factorisation.
         extra_components: how many of each channel's components (the last ones) were learnt
             freely beside supplied bases.
+        kernel: the NMF kernel that ran ("numba" or "numpy").
     """
 
     bases: np.ndarray
@@ -64,6 +65,7 @@ class DecomposeResult:
     precision: str
     divergences: list[list[float]] = field(default_factory=list)
     extra_components: int = 0
+    kernel: str = ""
 
     @property
     def num_bins(self) -> int:
@@ -258,8 +260,9 @@ def decompose(
         precision: "float32" (default: fast, half the memory; matches FluCoMa to ~1e-5)
             or "float64" (FluCoMa's own arithmetic, bit-for-bit to float32 output).
         track_divergence: record the KL divergence after every iteration per channel.
-        kernel: "auto" (numba when installed, else numpy), "numba" or "numpy"; same results
-            to float rounding (see :func:`bufnmf.nmf.nmf_kl`).
+        kernel: "numba", "numpy" or "auto": numba when it is installed and its compiled
+            kernels are ready (or the job is big enough to repay compiling them, ~20 s once),
+            else NumPy; same results to float rounding (see :func:`bufnmf.nmf.resolve_kernel`).
         resynth_out: optional float array of shape (num_frames, channels * components) that
             receives the resynthesis instead of a new array, e.g. an ``np.memmap`` for files
             whose components would not fit in memory; returned as ``result.resynth``.
@@ -299,7 +302,7 @@ def decompose(
     if seed < -1:
         raise BufNMFError(f"seed must be -1 (random) or >= 0, got {seed}")
     try:
-        kernel = resolve_kernel(kernel)
+        resolve_kernel(kernel)  # checks the name; the choice for "auto" depends on the job's size
     except ValueError as exc:
         raise BufNMFError(str(exc)) from None
     if precision not in _PRECISIONS:
@@ -353,6 +356,7 @@ def decompose(
             "to the input; use hop_size <= window_size // 2", BufNMFWarning, stacklevel=2)
     if seed == -1:
         seed = secrets.randbits(63)
+    kernel = resolve_kernel(kernel, (bins, hops, components, iterations))
     check_fits(estimate(n, channels, components, settings, precision, resynth, resynth_out is not None, kernel,
                         np.asarray(source).dtype not in (np.float32, np.float64)), max_memory)
 
@@ -405,7 +409,7 @@ def decompose(
         num_samples=n, num_channels=channels,
         start_frame=_as_int("start_frame", start_frame), start_chan=_as_int("start_chan", start_chan),
         seed=seed, bases_mode=requested_bases_mode, act_mode=act_mode, precision=precision, divergences=divergences,
-        extra_components=extra_components,
+        extra_components=extra_components, kernel=kernel,
     )
 
 

@@ -80,14 +80,34 @@ def available_kernels() -> list[str]:
     return (["numba"] if _kernels.AVAILABLE else []) + ["numpy"]
 
 
-def resolve_kernel(kernel: str) -> str:
-    """``"auto"`` -> the fastest available (numba, else numpy; ``BUFNMF_KERNEL`` overrides)."""
+# Seconds of NumPy KL work per (cell x iteration x (K + 5)); measured on a 2-core machine.
+_NUMPY_SECONDS_PER_UNIT = 0.4e-9
+# Compiling the numba kernels once costs ~20 s; below this much NumPy work, NumPy is sooner.
+COMPILE_PAYS_AFTER_SECONDS = 3.0
+
+
+def resolve_kernel(kernel: str, work: tuple[int, int, int, int] | None = None) -> str:
+    """Choose a kernel: ``"numba"``, ``"numpy"``, or ``"auto"`` (``BUFNMF_KERNEL`` overrides).
+
+    ``"auto"`` takes numba when it is installed and either its compiled kernels are ready
+    (compiled in this process or cached on disk) or the job, ``work = (bins, frames, K,
+    iterations)``, is big enough to repay compiling them; otherwise NumPy, so that a first
+    small run does not wait for the compiler.
+    """
     import os
+
+    from . import _kernels
 
     if kernel == "auto":
         kernel = os.environ.get("BUFNMF_KERNEL", "auto")
     if kernel == "auto":
-        return available_kernels()[0]
+        if not _kernels.AVAILABLE:
+            return "numpy"
+        if work is None or _kernels.compiled():
+            return "numba"
+        bins, frames, K, iterations = work
+        numpy_seconds = bins * frames * iterations * (K + 5) * _NUMPY_SECONDS_PER_UNIT
+        return "numba" if numpy_seconds > COMPILE_PAYS_AFTER_SECONDS else "numpy"
     if kernel not in ("numba", "numpy"):
         raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
     if kernel not in available_kernels():
@@ -131,7 +151,7 @@ def nmf_kl(
     H = np.array(H, dtype=dtype, order="C")
     K = W.shape[1]
     mask = np.array(np.broadcast_to(np.asarray(update_bases, dtype=bool), (K,)))
-    if resolve_kernel(kernel) == "numba":
+    if resolve_kernel(kernel, (V.shape[0], V.shape[1], K, iterations)) == "numba":
         return _nmf_numba(V, W, H, iterations, mask, update_activations, progress, track_divergence)
     learn_w = bool(mask.any())
     partial = learn_w and not bool(mask.all())

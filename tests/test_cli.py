@@ -225,3 +225,18 @@ def test_interrupt_mid_run_leaves_no_outputs(tmp_path, sig):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+def test_long_files_resynthesise_through_a_scratch_map(tmp_path, capsys, stereo_wav, monkeypatch):
+    import bufnmf.cli as cli_mod
+
+    args = ["decompose", stereo_wav, "--iterations", "4", "--seed", "3", "-k", "2"]
+    assert run([*args, "-o", tmp_path / "mem"], capsys)[0] == 0
+    monkeypatch.setattr(cli_mod, "SCRATCH_ABOVE_BYTES", 1)
+    code, _, err = run([*args, "-o", tmp_path / "map"], capsys)
+    assert code == 0, err
+    for k in (1, 2):
+        a, _ = sf.read(tmp_path / "mem" / f"component_{k}.wav")
+        b, _ = sf.read(tmp_path / "map" / f"component_{k}.wav")
+        np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in (tmp_path / "map").iterdir()) == sorted(p.name for p in (tmp_path / "mem").iterdir())

@@ -16,7 +16,6 @@ vectorise); divisions stay exact.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -228,6 +227,26 @@ if AVAILABLE:
                 for t in range(n):
                     h[t] *= a[t] * scale
 
+    @njit(inline="always", fastmath=_FM)
+    def _log_inplace(r, ri):  # pragma: no cover - compiled
+        """r[:] = log(r) for positive normal float64 ``r`` (``ri`` its int64 view), vectorisable.
+
+        Splits r = m * 2**e with m in [sqrt(1/2), sqrt(2)) by bit manipulation, then
+        log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172, by its series to s**13
+        (absolute error < 2e-11); libm's log would be called element by element.
+        """
+        for t in range(r.size):
+            bits = ri[t]
+            e = ((bits >> 52) & 0x7FF) - 1023
+            mbits = (bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000
+            big = mbits > 0x3FF6A09E667F3BCD  # m > sqrt(2): use m / 2
+            ri[t] = mbits - (0x0010000000000000 if big else 0)
+            m = r[t]
+            s = (m - 1.0) / (m + 1.0)
+            s2 = s * s
+            poly = 1.0 + s2 * (1 / 3 + s2 * (1 / 5 + s2 * (1 / 7 + s2 * (1 / 9 + s2 * (1 / 11 + s2 / 13)))))
+            r[t] = 2.0 * s * poly + (e + (1 if big else 0)) * 0.6931471805599453
+
     @njit(parallel=True, fastmath=_FM, cache=True, nogil=True)
     def divergence(V, W, H, eps, block):  # pragma: no cover - compiled
         """Generalised KL divergence D(V | W H) in float64 (terms with V == 0 contribute W H)."""
@@ -239,6 +258,8 @@ if AVAILABLE:
             t0 = b * block
             n = min(block, frames - t0)
             buf = np.empty(n, dtype=np.float64)
+            r = np.empty(n, dtype=np.float64)
+            ri = r.view(np.int64)
             d = 0.0
             for f in range(bins):
                 for t in range(n):
@@ -251,8 +272,13 @@ if AVAILABLE:
                 v = V[f, t0 : t0 + n]
                 for t in range(n):
                     x = max(buf[t], eps)
+                    buf[t] = x
                     vt = np.float64(v[t])
-                    d += (vt * math.log(vt / x) - vt + x) if vt > 0 else x
+                    r[t] = max(vt / x, 1e-300)  # v == 0 gives a finite dummy, weighted by 0 below
+                _log_inplace(r, ri)
+                for t in range(n):
+                    vt = np.float64(v[t])
+                    d += vt * r[t] - vt + buf[t]
             parts[b] = d
         return parts.sum()
 

@@ -25,7 +25,7 @@ from .errors import BufNMFError, Cancelled
 from .io import WAV_MAX_CHANNELS, OutputSet, read_audio, read_buffer
 from .morph import morph
 from .realtime import match, nmf_filter
-from .resources import parse_bytes
+from .resources import page_releaser, parse_bytes
 from .seeding import nmf_seed
 from .spectral import resolve_fft_settings
 from .templates import Kit, learn_bases, load_kit, save_kit, sidecar
@@ -157,33 +157,37 @@ def output_names(components: int, resynth: bool, plot: bool, labels: list[str] |
 
 
 def write_decomposition(
-    res: DecomposeResult, sample_rate: int, outdir: Path, force: bool, plot: bool, source_name: str,
+    res: DecomposeResult, sample_rate: int, out: OutputSet, plot: bool, source_name: str,
     timings: dict[str, float], labels: list[str] | None = None, extra: dict[str, tuple[np.ndarray, int]] | None = None,
-) -> list[Path]:
-    """Write the outputs of a decomposition atomically (see :class:`bufnmf.io.OutputSet`)."""
+) -> None:
+    """Write the outputs of a decomposition into ``out`` (committed when its ``with`` block ends)."""
     K, C = res.components, res.num_channels
     names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}), C)
     comp_names = [n for n in names if n.startswith("component_")]
     t0 = time.perf_counter()
-    with OutputSet(outdir, names, force=force) as out:
-        for name, (data, sr) in (extra or {}).items():
-            out.write_audio(name, data, sr)
-        if res.resynth is not None:
-            for k, name in enumerate(comp_names):
-                out.write_audio(name, res.resynth[:, k::K][:, :C], sample_rate)
-        if "bases.wav" in names:
-            out.write_audio("bases.wav", res.bases, sample_rate / res.fft_size)
-            out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
-        out.write_npy("bases.npy", res.bases)
-        out.write_npy("activations.npy", res.activations)
-        if plot:
-            from .plot import plot_activations, plot_bases
+    for name, (data, sr) in (extra or {}).items():
+        out.write_audio(name, data, sr)
+    if res.resynth is not None:
+        release = page_releaser(res.resynth)  # a memory-mapped resynthesis: keep few pages resident
+        for k, name in enumerate(comp_names):
+            out.write_audio(name, res.resynth[:, k::K], sample_rate, release)  # columns chan * K + k
+    if "bases.wav" in names:
+        out.write_audio("bases.wav", res.bases, sample_rate / res.fft_size)
+        out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
+    out.write_npy("bases.npy", res.bases)
+    out.write_npy("activations.npy", res.activations)
+    if plot:
+        from .plot import plot_activations, plot_bases
 
-            out.write_with("bases.png", lambda p: plot_bases(res, sample_rate, p, labels))
-            out.write_with("activations.png", lambda p: plot_activations(res, sample_rate, p, labels))
-        timings = {**timings, "write_seconds": round(time.perf_counter() - t0, 4)}
-        out.write_json("summary.json", summary(res, sample_rate, source_name, timings, names, labels))
-    return out.written
+        out.write_with("bases.png", lambda p: plot_bases(res, sample_rate, p, labels))
+        out.write_with("activations.png", lambda p: plot_activations(res, sample_rate, p, labels))
+    timings = {**timings, "write_seconds": round(time.perf_counter() - t0, 4)}
+    out.write_json("summary.json", summary(res, sample_rate, source_name, timings, names, labels))
+
+
+# Above this many bytes of component audio, the CLI resynthesises into a memory-mapped scratch
+# file in the output folder instead of memory, and writes the WAVs from it in blocks.
+SCRATCH_ABOVE_BYTES = 256 * 2**20
 
 
 def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: dict[str, float],
@@ -279,23 +283,28 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
     smooth_frames = round(smooth_activations * sr / hop_resolved) if smooth_activations else 0
     if smooth_method == "median" and smooth_frames > 1 and smooth_frames % 2 == 0:
         smooth_frames += 1  # a centred median needs an odd length
-    # Fail on the output folder before the work, not after.
-    OutputSet(outdir, output_names(total_k, not no_resynth, plot, labels, channels=max(1, chans)), force=force).check()
-    t_read = time.perf_counter() - t0
-    bar = Progress("NMF", quiet)
-    t1 = time.perf_counter()
-    try:
-        res = decompose(data, components=k, iterations=iterations, window_size=window, hop_size=hop,
-                        fft_size=fft, seed=seed, bases=bases, bases_mode=bmode, activations=acts,
-                        act_mode=amode, resynth=not no_resynth, start_frame=start_frame, num_frames=num_frames,
-                        start_chan=start_chan, num_chans=num_chans, progress=bar, precision=precision,
-                        track_divergence=True, extra_components=extra_components, smooth_frames=smooth_frames,
-                        smooth_method=smooth_method,
-                        max_memory=None if max_memory is None else parse_bytes(max_memory))
-    finally:
-        bar.close()
-    timings = {"read_seconds": round(t_read, 4), "decompose_seconds": round(time.perf_counter() - t1, 4)}
-    written = write_decomposition(res, sr, outdir, force, plot, str(source), timings, labels)
+    n_sel = (data.shape[0] - start_frame) if num_frames == -1 else num_frames
+    names = output_names(total_k, not no_resynth, plot, labels, channels=max(1, chans))
+    # The folder is checked and locked before the work, not after; files appear only at the end.
+    with OutputSet(outdir, names, force=force) as out:
+        t_read = time.perf_counter() - t0
+        big = not no_resynth and n_sel > 0 and chans > 0 and n_sel * chans * total_k * 4 > SCRATCH_ABOVE_BYTES
+        sink = out.scratch((n_sel, chans * total_k)) if big else None
+        bar = Progress("NMF", quiet)
+        t1 = time.perf_counter()
+        try:
+            res = decompose(data, components=k, iterations=iterations, window_size=window, hop_size=hop,
+                            fft_size=fft, seed=seed, bases=bases, bases_mode=bmode, activations=acts,
+                            act_mode=amode, resynth=not no_resynth, start_frame=start_frame, num_frames=num_frames,
+                            start_chan=start_chan, num_chans=num_chans, progress=bar, precision=precision,
+                            track_divergence=True, extra_components=extra_components, smooth_frames=smooth_frames,
+                            smooth_method=smooth_method, resynth_out=sink,
+                            max_memory=None if max_memory is None else parse_bytes(max_memory))
+        finally:
+            bar.close()
+        timings = {"read_seconds": round(t_read, 4), "decompose_seconds": round(time.perf_counter() - t1, 4)}
+        write_decomposition(res, sr, out, plot, str(source), timings, labels)
+    written = out.written
     say(quiet, f"{source}: {res.num_channels} channel(s), {res.components} component(s), "
                f"{res.iterations} iterations in {timings['decompose_seconds']:.2f} s")
     for p in written:
@@ -706,17 +715,18 @@ def demo_cmd(outdir: Path, quiet: bool, force: bool, debug: bool) -> None:
     from .demo import DRUMS, drum_loop
 
     sr = 44100
-    OutputSet(outdir, output_names(3, True, True, extra=["demo_loop.wav"]), force=force).check()
-    mix, stems, _ = drum_loop(seconds=4.0, sr=sr)
-    bar = Progress("NMF", quiet)
-    t1 = time.perf_counter()
-    try:
-        res = decompose(mix, components=3, iterations=150, seed=2, progress=bar, track_divergence=True)
-    finally:
-        bar.close()
-    timings = {"decompose_seconds": round(time.perf_counter() - t1, 4)}
-    written = write_decomposition(res, sr, outdir, force, True, "demo_loop.wav (synthesised)", timings,
-                                  extra={"demo_loop.wav": (mix[:, None], sr)})
+    with OutputSet(outdir, output_names(3, True, True, extra=["demo_loop.wav"]), force=force) as out:
+        mix, stems, _ = drum_loop(seconds=4.0, sr=sr)
+        bar = Progress("NMF", quiet)
+        t1 = time.perf_counter()
+        try:
+            res = decompose(mix, components=3, iterations=150, seed=2, progress=bar, track_divergence=True)
+        finally:
+            bar.close()
+        timings = {"decompose_seconds": round(time.perf_counter() - t1, 4)}
+        write_decomposition(res, sr, out, True, "demo_loop.wav (synthesised)", timings,
+                            extra={"demo_loop.wav": (mix[:, None], sr)})
+    written = out.written
     assert res.resynth is not None
     corr = np.array([[np.corrcoef(res.resynth[:, k], stems[d])[0, 1] for d in DRUMS] for k in range(3)])
     if not quiet:

@@ -16,7 +16,7 @@ from ._random import flucoma_init
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .masks import resynthesise
 from .nmf import EPS, kl_divergence, nmf_kl, prepare_start, resolve_kernel
-from .resources import MAX_ITERATIONS, check_fits, estimate
+from .resources import MAX_ITERATIONS, check_fits, estimate, page_releaser
 from .spectral import FFTSettings, _as_int, resolve_fft_settings, stft_complex
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -363,6 +363,7 @@ def decompose(
     out_W = np.empty((bins, channels * components), dtype=np.float32)
     out_H = np.empty((hops, channels * components), dtype=np.float32)
     out_R = _resynth_buffer(resynth_out, n, channels * components) if resynth else None
+    release = page_releaser(out_R) if out_R is not None and resynth_out is not None else None
     learn_iters = 0 if (bases_mode == 2 and act_mode == 2) else iterations
     total = learn_iters * channels
     divergences: list[list[float]] = []
@@ -399,7 +400,7 @@ def decompose(
         peak = float(H.max())
         out_H[:, cols] = (H / peak).T if peak > 0 else H.T
         if out_R is not None:
-            block = resynthesise(X, W, H, settings, n, out=out_R[:, cols])
+            block = resynthesise(X, W, H, settings, n, out=out_R[:, cols], release=release)
             if gain != 1.0:
                 block /= gain
             del X

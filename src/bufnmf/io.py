@@ -39,7 +39,7 @@ def read_audio(path: str | os.PathLike[str], what: str = "source") -> tuple[np.n
     """Read any file libsndfile reads.
 
     Returns:
-        ``(samples, sample_rate)``: float64 array of shape (frames, channels), rate in Hz.
+        ``(samples, sample_rate)``: float32 array of shape (frames, channels), rate in Hz.
 
     Raises:
         BufNMFError: missing, unreadable, empty, corrupt or unsupported files (naming the file).
@@ -48,7 +48,7 @@ def read_audio(path: str | os.PathLike[str], what: str = "source") -> tuple[np.n
     _check_readable(p, what)
     try:
         with sf.SoundFile(str(p)) as f:
-            data = f.read(dtype="float64", always_2d=True)
+            data = f.read(dtype="float32", always_2d=True)  # exact for 8- to 24-bit files; half of float64
             sr = int(f.samplerate)
             fmt = f.format
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
@@ -143,6 +143,7 @@ class OutputSet:
         self.names = list(names)
         self.force = force
         self._temps: dict[str, Path] = {}
+        self._scratch: list[Path] = []
         self.written: list[Path] = []
 
     def targets(self) -> list[Path]:
@@ -209,6 +210,16 @@ class OutputSet:
         self._temps[name] = Path(tmp)
         return Path(tmp)
 
+    def scratch(self, shape: tuple[int, ...], dtype: type = np.float32) -> np.memmap:
+        """A temporary memory-mapped array in the folder, removed with the temporaries."""
+        fd, tmp = tempfile.mkstemp(prefix=".scratch.", suffix=".part", dir=self.folder)
+        os.close(fd)
+        self._scratch.append(Path(tmp))
+        try:
+            return np.memmap(tmp, dtype=dtype, mode="w+", shape=shape)
+        except OSError as exc:
+            raise BufNMFError(f"cannot make a scratch file in {self.folder}: {exc.strerror or exc}") from None
+
     def _guard(self, name: str, writer: Callable[[Path], None]) -> None:
         tmp = self._temp(name)
         try:
@@ -218,13 +229,29 @@ class OutputSet:
         except sf.LibsndfileError as exc:
             raise BufNMFError(f"cannot write {self.folder / name}: {_short(exc)}") from None
 
-    def write_audio(self, name: str, data: np.ndarray, sample_rate: float) -> None:
-        """Float32 WAV, data shape (frames, channels), rate rounded to whole Hz (>= 1); NaN/Inf refused."""
-        data = np.asarray(data, dtype=np.float32)
-        if not np.isfinite(data).all():
-            raise BufNMFError(f"refusing to write {name}: it would contain NaN or infinite values")
+    def write_audio(self, name: str, data: np.ndarray, sample_rate: float,
+                    after_block: Callable[[int, int], None] | None = None) -> None:
+        """Float32 WAV, data shape (frames, channels), rate rounded to whole Hz (>= 1); NaN/Inf refused.
+
+        Written in blocks, so ``data`` may be a view of a memory map larger than memory;
+        ``after_block(start, stop)`` is called after each block of rows (e.g. to release its pages).
+        """
+        if data.ndim == 1:
+            data = data[:, None]
         sr = max(1, round(sample_rate))
-        self._guard(name, lambda p: sf.write(str(p), data, sr, subtype="FLOAT", format="WAV"))
+        block = 1 << 18
+
+        def write(p: Path) -> None:
+            with sf.SoundFile(str(p), "w", sr, data.shape[1], subtype="FLOAT", format="WAV") as f:
+                for i in range(0, max(1, data.shape[0]), block):
+                    chunk = np.asarray(data[i : i + block], dtype=np.float32)
+                    if not np.isfinite(chunk).all():
+                        raise BufNMFError(f"refusing to write {name}: it would contain NaN or infinite values")
+                    f.write(chunk)
+                    if after_block is not None:
+                        after_block(i, i + chunk.shape[0])
+
+        self._guard(name, write)
 
     def write_npy(self, name: str, array: np.ndarray) -> None:
         def w(p: Path) -> None:
@@ -255,10 +282,11 @@ class OutputSet:
         return self.written
 
     def discard(self) -> None:
-        for tmp in self._temps.values():
+        for tmp in [*self._temps.values(), *self._scratch]:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         self._temps.clear()
+        self._scratch.clear()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:

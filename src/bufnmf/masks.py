@@ -7,10 +7,12 @@ wherever the model is above eps, so the components sum to the input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .nmf import EPS
-from .spectral import CHUNK_FRAMES, FFTSettings, hann, normalise_overlap_add, overlap_add_frames
+from .spectral import CHUNK_FRAMES, FFTSettings, hann, overlap_add_frames, window_norm
 
 
 def ratio_mask(W: np.ndarray, H: np.ndarray, k: int, denominator: np.ndarray) -> np.ndarray:
@@ -28,12 +30,15 @@ def resynthesise(
     settings: FFTSettings,
     num_samples: int,
     out: np.ndarray | None = None,
+    release: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Audio of each component of one channel, streamed over chunks of frames.
 
     For each chunk of frames the mask denominator ``max(W H, eps)`` is computed once,
     then each component's masked chunk is inverted and overlap-added straight into
-    its output column; no full-size mask or masked spectrogram is ever held.
+    its output column; no full-size mask or masked spectrogram is ever held. Output rows
+    are finished (normalised by the summed squared windows) as soon as no later frame
+    reaches them.
 
     Args:
         spectrum: complex STFT, shape (bins, frames).
@@ -42,6 +47,8 @@ def resynthesise(
         num_samples: output length in samples.
         out: optional float array (num_samples, K) to write into (e.g. a block of the
             caller's output buffer or a memory map).
+        release: called as ``release(start, stop)`` once rows ``start..stop-1`` of ``out``
+            are final (e.g. to let a memory map's pages go).
 
     Returns:
         Array of shape (num_samples, K) (float32 unless ``out`` says otherwise),
@@ -50,16 +57,20 @@ def resynthesise(
     K = W.shape[1]
     nf = spectrum.shape[1]
     if out is None:
-        out = np.zeros((num_samples, K), dtype=np.float32)
-    else:
-        out[...] = 0
+        out = np.empty((num_samples, K), dtype=np.float32)
     real = np.float64 if spectrum.dtype == np.complex128 else np.float32
     Wr = W.astype(real, copy=False)
     Hr = H.astype(real, copy=False)
-    win = hann(settings.window_size).astype(real)
-    w = settings.window_size
+    w, h = settings.window_size, settings.hop_size
+    win = hann(w).astype(real)
+    front = w // 2
+    zeroed = done = 0  # rows [0, zeroed) are initialised; rows [0, done) are final
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
+        reach = min(num_samples, (c1 - 1) * h + w - front)
+        if reach > zeroed:
+            out[zeroed:reach] = 0
+            zeroed = reach
         Hc = Hr[:, c0:c1]
         denominator = np.maximum(Wr @ Hc, real(EPS))
         X = spectrum[:, c0:c1]
@@ -67,5 +78,13 @@ def resynthesise(
             seg = np.fft.irfft((X * ratio_mask(Wr, Hc, k, denominator)).T, n=settings.fft_size, axis=1)
             seg = seg[:, :w] * win
             overlap_add_frames(seg, c0, settings, out[:, k])
-    normalise_overlap_add(out, settings, nf)
+        final = num_samples if c1 == nf else min(num_samples, max(done, c1 * h - front))
+        if final > zeroed:  # rows no frame reaches (a tail beyond the last window)
+            out[zeroed:final] = 0
+            zeroed = final
+        if final > done:
+            out[done:final] /= window_norm(settings, nf, done, final)[:, None]
+            if release is not None:
+                release(done, final)
+            done = final
     return out

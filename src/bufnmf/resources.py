@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import BufNMFError
 from .spectral import CHUNK_FRAMES, FFTSettings
@@ -98,3 +101,28 @@ def check_fits(est: MemoryEstimate, max_memory: int | None) -> None:
             "use fewer components, a shorter selection (num_frames), a larger hop, no resynthesis, "
             "or raise the limit (max_memory / --max-memory)"
         )
+
+
+def page_releaser(arr: np.ndarray) -> Callable[[int, int], None] | None:
+    """For a row-major shared memory map (``np.memmap`` mode "r+"/"w+"): a function
+    ``release(start_row, stop_row)`` that unmaps the pages of rows that are no longer needed,
+    so resident memory stays small; the data stays in the file and the page cache.
+    None for anything else."""
+    import mmap
+
+    if not isinstance(arr, np.memmap) or getattr(arr, "mode", "") not in ("r+", "w+"):
+        return None
+    base = arr.base if isinstance(arr.base, mmap.mmap) else getattr(arr, "_mmap", None)
+    if not isinstance(base, mmap.mmap) or not hasattr(base, "madvise") or arr.strides[0] <= 0:
+        return None
+    start_in_map = arr.ctypes.data - np.frombuffer(base, dtype=np.uint8).ctypes.data
+    row = arr.strides[0]
+    page = mmap.PAGESIZE
+
+    def release(a: int, b: int) -> None:
+        lo = 0 if a == 0 else (start_in_map + a * row) // page * page  # whole pages inside the rows only
+        hi = (start_in_map + b * row) // page * page
+        if hi > lo:
+            base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    return release

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.fft as sfft
 
 from .nmf import EPS
-from .spectral import CHUNK_FRAMES, FFTSettings, hann, overlap_add_frames, window_norm
+from .spectral import CHUNK_FRAMES, FFTSettings, _overlap_add, hann, window_norm
 
 
 def ratio_mask(W: np.ndarray, H: np.ndarray, k: int, denominator: np.ndarray) -> np.ndarray:
@@ -34,11 +35,11 @@ def resynthesise(
 ) -> np.ndarray:
     """Audio of each component of one channel, streamed over chunks of frames.
 
-    For each chunk of frames the mask denominator ``max(W H, eps)`` is computed once,
-    then each component's masked chunk is inverted and overlap-added straight into
-    its output column; no full-size mask or masked spectrogram is ever held. Output rows
-    are finished (normalised by the summed squared windows) as soon as no later frame
-    reaches them.
+    For each batch of frames the mask denominator ``max(W H, eps)`` is computed once, then
+    the masked spectra of all components are inverted together (about 4 M values at a time)
+    and overlap-added into the output; no full-size mask or masked spectrogram is ever held.
+    Output rows are finished (normalised by the summed squared windows) as soon as no later
+    frame reaches them.
 
     Args:
         spectrum: complex STFT, shape (bins, frames).
@@ -59,25 +60,36 @@ def resynthesise(
     if out is None:
         out = np.empty((num_samples, K), dtype=np.float32)
     real = np.float64 if spectrum.dtype == np.complex128 else np.float32
-    Wr = W.astype(real, copy=False)
+    Wt = np.ascontiguousarray(W.T, dtype=real)  # (K, bins)
     Hr = H.astype(real, copy=False)
     w, h = settings.window_size, settings.hop_size
     win = hann(w).astype(real)
     front = w // 2
+    # frames per batch: all K components of a batch are masked and inverted together
+    batch = int(max(8, min(CHUNK_FRAMES, 2**22 // (K * settings.fft_size))))
     zeroed = done = 0  # rows [0, zeroed) are initialised; rows [0, done) are final
-    for c0 in range(0, nf, CHUNK_FRAMES):
-        c1 = min(nf, c0 + CHUNK_FRAMES)
-        reach = min(num_samples, (c1 - 1) * h + w - front)
-        if reach > zeroed:
-            out[zeroed:reach] = 0
-            zeroed = reach
-        Hc = Hr[:, c0:c1]
-        denominator = np.maximum(Wr @ Hc, real(EPS))
-        X = spectrum[:, c0:c1]
+    for c0 in range(0, nf, batch):
+        c1 = min(nf, c0 + batch)
+        m = c1 - c0
+        Hc = Hr[:, c0:c1]  # (K, m)
+        den_t = np.maximum(Hc.T @ Wt, real(EPS))  # (m, bins): the mask denominator, once per batch
+        X_t = spectrum[:, c0:c1].T  # (m, bins)
+        masks = np.multiply(Hc[:, :, None], Wt[:, None, :])  # (K, m, bins), then in place:
+        np.divide(masks, den_t[None], out=masks)
+        np.minimum(masks, 1.0, out=masks)
+        seg = sfft.irfft(masks * X_t[None], n=settings.fft_size, axis=-1, workers=-1)[:, :, :w]
+        seg *= win
+        span = (m - 1) * h + w
+        buf = np.zeros((K, span), dtype=np.float64)
         for k in range(K):
-            seg = np.fft.irfft((X * ratio_mask(Wr, Hc, k, denominator)).T, n=settings.fft_size, axis=1)
-            seg = seg[:, :w] * win
-            overlap_add_frames(seg, c0, settings, out[:, k])
+            _overlap_add(buf[k], seg[k], h)
+        a = c0 * h - front  # sample position of buf[:, 0]
+        s0, s1 = max(a, 0), min(a + span, num_samples)
+        if s1 > zeroed:
+            out[zeroed:s1] = 0
+            zeroed = s1
+        if s1 > s0:
+            out[s0:s1] += buf[:, s0 - a : s1 - a].T
         final = num_samples if c1 == nf else min(num_samples, max(done, c1 * h - front))
         if final > zeroed:  # rows no frame reaches (a tail beyond the last window)
             out[zeroed:final] = 0

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import BufNMFError, BufNMFWarning
@@ -162,7 +163,7 @@ def stft_complex(
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
         seg = _frame_chunk(signal, settings, c0, c1, real) * win
-        spec[:, c0:c1] = np.fft.rfft(seg, n=settings.fft_size, axis=1).T
+        spec[:, c0:c1] = sfft.rfft(seg, n=settings.fft_size, axis=1, workers=-1).T
     return spec
 
 
@@ -233,7 +234,7 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
     out = np.zeros(num_samples, dtype=np.float64)
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
-        seg = np.fft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1)[:, : settings.window_size] * win
+        seg = sfft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1, workers=-1)[:, : settings.window_size] * win
         overlap_add_frames(seg, c0, settings, out)
     normalise_overlap_add(out, settings, nf)
     return out.astype(dtype, copy=False)

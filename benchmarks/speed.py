@@ -174,21 +174,7 @@ sys.path.insert(0, {bench!r})
 from speed import material
 import bufnmf
 
-def hwm():  # peak resident set (VmHWM; ru_maxrss would carry the parent's peak across exec)
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) * 1024
-
-def reset_peak():  # start VmHWM afresh from here (Linux: clear_refs 5)
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
+from bufnmf.resources import peak_memory as hwm, reset_peak_memory as reset_peak, resident_memory as rss
 
 seconds, K, resynth = {seconds}, {K}, {resynth!r}
 x, _ = material(int(seconds * 44100) * 2)

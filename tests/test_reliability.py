@@ -238,20 +238,7 @@ import sys, json, numpy as np
 import bufnmf
 from bufnmf.resources import estimate
 from bufnmf.spectral import resolve_fft_settings
-def hwm():  # peak resident set (VmHWM; ru_maxrss would carry the parent's peak across exec)
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) * 1024
-
-def reset_peak():  # start VmHWM afresh from here (Linux: clear_refs 5)
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-
-def rss():
-    return int(open('/proc/self/statm').read().split()[1]) * 4096
+from bufnmf.resources import peak_memory as hwm, reset_peak_memory as reset_peak, resident_memory as rss
 x = np.random.default_rng(0).standard_normal((44100 * 120, 2), dtype=np.float32)
 x *= 0.1
 bufnmf.decompose(x[:4096], components=4, iterations=1, seed=0)

@@ -138,29 +138,23 @@ def validate_source(source: object) -> np.ndarray:
 
 def _select(data: np.ndarray, start_frame: int, num_frames: int, start_chan: int, num_chans: int) -> np.ndarray:
     n, c = data.shape
-    start_frame = _as_int("start_frame", start_frame)
-    num_frames = _as_int("num_frames", num_frames)
-    start_chan = _as_int("start_chan", start_chan)
-    num_chans = _as_int("num_chans", num_chans)
-    if not 0 <= start_frame < n:
-        raise BufNMFError(f"start_frame {start_frame} is outside the source: it has {n} samples (0..{n - 1})")
-    if num_frames == -1:
-        num_frames = n - start_frame
-    if num_frames < 1 or start_frame + num_frames > n:
-        raise BufNMFError(
-            f"num_frames {num_frames} from start_frame {start_frame} is not in the source's {n} samples: "
-            f"use 1..{n - start_frame}, or -1 for the rest"
-        )
-    if not 0 <= start_chan < c:
-        raise BufNMFError(f"start_chan {start_chan} is outside the source: it has {c} channel(s) (0..{c - 1})")
-    if num_chans == -1:
-        num_chans = c - start_chan
-    if num_chans < 1 or start_chan + num_chans > c:
-        raise BufNMFError(
-            f"num_chans {num_chans} from start_chan {start_chan} is not in the source's {c} channel(s): "
-            f"use 1..{c - start_chan}, or -1 for the rest"
-        )
+    start_frame, num_frames = _span("start_frame", "num_frames", start_frame, num_frames, n, "samples")
+    start_chan, num_chans = _span("start_chan", "num_chans", start_chan, num_chans, c, "channel(s)")
     return data[start_frame : start_frame + num_frames, start_chan : start_chan + num_chans]
+
+
+def _span(start_name: str, num_name: str, start: int, num: int, size: int, unit: str) -> tuple[int, int]:
+    """Check a FluCoMa-style range (start, count or -1 for the rest) inside ``size`` items."""
+    start = _as_int(start_name, start)
+    num = _as_int(num_name, num)
+    if not 0 <= start < size:
+        raise BufNMFError(f"{start_name} {start} is outside the source: it has {size} {unit} (0..{size - 1})")
+    if num == -1:
+        num = size - start
+    if num < 1 or start + num > size:
+        raise BufNMFError(f"{num_name} {num} from {start_name} {start} is not in the source's {size} {unit}: "
+                          f"use 1..{size - start}, or -1 for the rest")
+    return start, num
 
 
 def _seed_buffer(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._random import uniform01
+from .client import validate_source
 from .errors import BufNMFError
 from .nmf import EPS
 from .spectral import FFTSettings, hann, resolve_fft_settings
@@ -171,25 +172,25 @@ class NMFFilter(_Streamer):
         return out
 
 
+def _mono_source(source: np.ndarray, who: str) -> np.ndarray:
+    data = validate_source(source)
+    if data.shape[1] != 1:
+        raise BufNMFError(f"{who} takes a mono signal, got {data.shape[1]} channels: pass source[:, chan] "
+                          "or a mixdown")
+    return data[:, 0]
+
+
 def match(source: np.ndarray, bases: np.ndarray, iterations: int = 10, seed: int = -1, window_size: int = 1024,
           hop_size: int = -1, fft_size: int = -1) -> np.ndarray:
     """NMFMatch over a whole mono signal in one call: (frames, K), frames = ``len(source) // hop``."""
-    x = np.asarray(source, dtype=np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise BufNMFError(f"match takes a mono signal (samples,), got shape {x.shape}")
+    x = _mono_source(source, "match")
     return NMFMatch(bases, iterations, seed, window_size, hop_size, fft_size).process(x)
 
 
 def nmf_filter(source: np.ndarray, bases: np.ndarray, iterations: int = 10, seed: int = -1, window_size: int = 1024,
                hop_size: int = -1, fft_size: int = -1) -> np.ndarray:
     """NMFFilter over a whole mono signal, latency removed: (samples, K), summing to the source."""
-    x = np.asarray(source, dtype=np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise BufNMFError(f"nmf_filter takes a mono signal (samples,), got shape {x.shape}")
+    x = _mono_source(source, "nmf_filter")
     f = NMFFilter(bases, iterations, seed, window_size, hop_size, fft_size)
     out = f.process(np.concatenate([x, np.zeros(f.latency)]))
     return out[f.latency :]

@@ -126,3 +126,36 @@ def page_releaser(arr: np.ndarray) -> Callable[[int, int], None] | None:
             base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     return release
+
+
+def reset_peak_memory() -> None:
+    """Start the process's peak resident size (VmHWM) afresh (Linux; a no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory() -> int | None:
+    """The process's peak resident size in bytes since start or :func:`reset_peak_memory` (Linux).
+
+    Read from VmHWM: ``getrusage``'s ru_maxrss would carry a parent's peak across ``exec``.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def resident_memory() -> int | None:
+    """The process's resident size now, in bytes (Linux)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None

@@ -158,8 +158,9 @@ class OutputSet:
             existing = [p for p in self.targets() if p.exists()]
             if existing:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                where = "output folder" if len(self.names) > 1 else "output name"
                 raise BufNMFError(f"{existing[0]}{more} already exist(s): use --force to overwrite, "
-                                  "or choose another output folder")
+                                  f"or choose another {where}")
         try:
             f.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -82,7 +82,8 @@ def pick_onsets(
         threshold: minimum rise, relative to the activation's peak (0..1).
         min_gap: seconds between onsets of this activation.
         smooth: moving-average length in seconds applied first (0: none).
-        release: the event ends when the activation falls below this fraction of its peak.
+        release: the event ends when the activation falls below this fraction of its peak,
+            or when the next onset of this activation comes first.
         delta: the rise must exceed the local mean rise (+-100 ms) by this fraction of the peak.
 
     Returns:
@@ -118,7 +119,8 @@ def pick_onsets(
         below = np.flatnonzero(x[top:] < release * level)
         end = top + (int(below[0]) if below.size else n - top)
         events.append((t * hop_seconds, float(level * peak), end * hop_seconds))
-    return events
+    # a note ends at the latest when the same component starts again (no overlapping MIDI notes)
+    return [(t, lv, min(e, events[i + 1][0]) if i + 1 < len(events) else e) for i, (t, lv, e) in enumerate(events)]
 
 
 def track(

@@ -240,3 +240,13 @@ def test_long_files_resynthesise_through_a_scratch_map(tmp_path, capsys, stereo_
         b, _ = sf.read(tmp_path / "map" / f"component_{k}.wav")
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in (tmp_path / "map").iterdir()) == sorted(p.name for p in (tmp_path / "mem").iterdir())
+
+
+def test_buffers_wider_than_wav_allows_are_written_as_npy_only(tmp_path, capsys, stereo_wav):
+    code, _, err = run(["decompose", stereo_wav, "-o", tmp_path, "-k", "600", "--iterations", "2", "--no-resynth"],
+                       capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["activations.npy", "bases.npy", "summary.json"]
+    assert np.load(tmp_path / "bases.npy").shape == (513, 1200)
+    assert json.loads((tmp_path / "summary.json").read_text())["outputs"] == ["bases.npy", "activations.npy",
+                                                                                "summary.json"]

@@ -53,8 +53,12 @@ if AVAILABLE:
             buf[t] = v[t] / max(buf[t], eps)
 
     @njit(parallel=True, fastmath=_FM, cache=True, nogil=True)
-    def w_pass(V, W, H, mask, eps, tasks, block):  # pragma: no cover - compiled
-        """W <- W * ((V / max(WH, eps)) H^T) / max(H 1, eps) for the columns in ``mask``."""
+    def w_pass(V, W, H, mask, eps, tasks, block, want_div):  # pragma: no cover - compiled
+        """W <- W * ((V / max(WH, eps)) H^T) / max(H 1, eps) for the columns in ``mask``.
+
+        With ``want_div``, also returns sum(V * log(V / max(WH, eps))) of the state it started
+        from (the rest of the KL divergence is cheap: see :func:`bufnmf.nmf`), else 0.
+        """
         bins, frames = V.shape
         K = W.shape[1]
         epsd = V.dtype.type(eps)
@@ -64,11 +68,15 @@ if AVAILABLE:
         # frames split into `tasks` contiguous spans, each with its own partial numerator
         span = (frames + tasks - 1) // tasks
         partial = np.zeros((tasks, bins, K), dtype=np.float64)
+        vlogs = np.zeros(tasks, dtype=np.float64)
         for c in prange(tasks):
             a0 = c * span
             a1 = min(frames, a0 + span)
             num = partial[c]
             B = np.empty((4, block), dtype=V.dtype)
+            r64 = np.empty(block, dtype=np.float64)
+            r64i = r64.view(np.int64)
+            vlog = 0.0
             for t0 in range(a0, a1, block):
                 n = min(block, a1 - t0)
                 f = 0
@@ -79,6 +87,15 @@ if AVAILABLE:
                     else:
                         for r in range(rows):
                             _model_ratio(V[f + r], W, f + r, H, t0, n, B[r], epsd)
+                    if want_div:
+                        for r in range(rows):
+                            br = B[r]
+                            for t in range(n):
+                                r64[t] = max(np.float64(br[t]), 1e-300)
+                            _log_inplace(r64[:n], r64i[:n])
+                            v = V[f + r, t0 : t0 + n]
+                            for t in range(n):
+                                vlog += np.float64(v[t]) * r64[t]
                     if rows == 4:
                         b0, b1, b2, b3 = B[0, :n], B[1, :n], B[2, :n], B[3, :n]
                         k = 0
@@ -117,6 +134,7 @@ if AVAILABLE:
                                 acc += br[t] * h[t]
                             num[f + r, k] += acc
                     f += rows
+            vlogs[c] = vlog
         for f in prange(bins):
             for k in range(K):
                 if mask[k]:
@@ -124,6 +142,7 @@ if AVAILABLE:
                     for c in range(tasks):
                         s += partial[c, f, k]
                     W[f, k] *= s / hsum[k]
+        return vlogs.sum()
 
     @njit(inline="always", fastmath=_FM)
     def _model_ratio4(V, W, f, H, t0, n, B, eps):  # pragma: no cover - compiled

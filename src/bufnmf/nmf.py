@@ -194,9 +194,23 @@ def _nmf_numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mas
     all_w = bool(mask.all())
     divs: list[float] = []
     done = 0
+    # D(V | WH) = sum V log(V / max(WH, eps)) - sum V + sum max(WH, eps). The W pass of iteration
+    # i + 1 computes V / max(WH, eps) for the state after iteration i anyway, so it adds the first
+    # term on the way; the last is sum_k (column sums of W)_k (row sums of H)_k (to eps, where WH
+    # is below eps: 1e-16 per such cell). Only the final state needs a pass of its own.
+    fuse = track_divergence and learn_w
+    v_sum = float(V.sum(dtype=np.float64)) if fuse else 0.0
+
+    def model_sum() -> float:
+        return float(W.sum(axis=0, dtype=np.float64) @ H.sum(axis=1, dtype=np.float64))
+
     for it in range(iterations):
         if learn_w:
-            kern.w_pass(V, W, H, mask, eps, tasks, block)
+            want = fuse and it > 0
+            wh_sum = model_sum() if want else 0.0
+            vlog = kern.w_pass(V, W, H, mask, eps, tasks, block, want)
+            if want:
+                divs.append(float(vlog) - v_sum + wh_sum)
             if all_w:
                 if W.max() > eps:
                     normalise_columns(W)
@@ -207,8 +221,9 @@ def _nmf_numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mas
         if update_activations:
             kern.h_pass(V, W, H, eps, kern.H_BLOCK)
         done = it + 1
-        if track_divergence:
+        stop = progress is not None and progress(done) is False
+        if track_divergence and (not fuse or stop or done == iterations):
             divs.append(float(kern.divergence(V, W, H, eps, block)))
-        if progress is not None and progress(done) is False:
+        if stop:
             break
     return NMFResult(W, H, divs, done)

@@ -430,10 +430,6 @@ def _mono(data: np.ndarray, chan: int | None, what: str) -> np.ndarray:
     return data[:, chan]
 
 
-def _kit_bases(bases_path: str) -> Kit:
-    return load_kit(bases_path)
-
-
 def _kit_fft(kit: Kit, window: int | None, hop: int | None, fft: int | None, sr: int, source: Path) -> tuple:
     w, h, f = resolve_fft(kit, window, hop, fft)
     kit.check_compatible(resolve_fft_settings(w, h, f), sr, f"source {source}")
@@ -568,7 +564,7 @@ def match_cmd(source: Path, bases_path: str, output: Path, iterations: int, seed
     fmt = output_format(output)
     OutputSet(output.parent, [output.name], force=force).check()
     data, sr = read_audio(source)
-    kit = _kit_bases(bases_path)
+    kit = load_kit(bases_path)
     w, h, f = _kit_fft(kit, window_size, hop_size, fft_size, sr, source)
     acts = match(_mono(data, None, "source"), kit.bases, iterations, seed, w, h, f)
     hop = resolve_fft_settings(w, h, f).hop_size
@@ -601,7 +597,7 @@ def filter_cmd(source: Path, bases_path: str, outdir: Path, iterations: int, see
                hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
     """NMFFilter over a file: one mono file per basis, summing to the (mono) source."""
     data, sr = read_audio(source)
-    kit = _kit_bases(bases_path)
+    kit = load_kit(bases_path)
     labels = stem_labels(kit.labels, len(kit.labels), 0) or []
     names = [f"component_{lab}.wav" for lab in labels]
     OutputSet(outdir, names, force=force).check()

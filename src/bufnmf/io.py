@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import soundfile as sf
 
 from .errors import BufNMFError
 
-BUFFER_SUFFIXES = (".wav", ".npy")
 LOCK_NAME = ".bufnmf.lock"
 WAV_MAX_CHANNELS = 1024  # libsndfile's limit: wider buffers are written as .npy only
 
@@ -296,13 +295,3 @@ class OutputSet:
         finally:
             self.discard()
             self._unlock()
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
-    p = Path(path)
-    with OutputSet(p.parent if str(p.parent) else Path("."), [p.name], force=force) as out:
-        holder: list[Path] = []
-        out.write_with(p.name, holder.append)
-        yield holder[0]

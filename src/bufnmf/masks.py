@@ -16,14 +16,6 @@ from .nmf import EPS
 from .spectral import CHUNK_FRAMES, FFTSettings, _overlap_add, hann, window_norm
 
 
-def ratio_mask(W: np.ndarray, H: np.ndarray, k: int, denominator: np.ndarray) -> np.ndarray:
-    """Soft mask of component ``k``: ``min(1, W[:, k] H[k] / denominator)``, shape (bins, frames).
-
-    ``denominator`` is ``max(W @ H, eps)`` (bins x frames), computed once per channel.
-    """
-    return np.minimum(np.outer(W[:, k], H[k]) / denominator, 1.0)
-
-
 def resynthesise(
     spectrum: np.ndarray,
     W: np.ndarray,

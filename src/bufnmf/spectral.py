@@ -132,16 +132,6 @@ def _frame_chunk(
     return sliding_window_view(piece, w)[::h][: c1 - c0]
 
 
-def frames(signal: np.ndarray, settings: FFTSettings) -> np.ndarray:
-    """Padded, unwindowed frames, shape ``(num_frames, window_size)`` (a copy).
-
-    ``signal``: 1-D float array, ``(num_samples,)``; frame ``i`` starts at sample
-    ``i * hop_size - window_size // 2`` (zeros before the start and after the end).
-    """
-    nf = settings.num_frames(signal.shape[0])
-    return np.array(_frame_chunk(signal, settings, 0, nf, signal.dtype))
-
-
 def stft_complex(
     signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128, out: np.ndarray | None = None
 ) -> np.ndarray:

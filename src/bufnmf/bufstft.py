@@ -13,15 +13,8 @@ import numpy as np
 
 from .client import validate_source
 from .errors import BufNMFError
-from .spectral import (
-    CHUNK_FRAMES,
-    FFTSettings,
-    _frame_chunk,
-    hann,
-    normalise_overlap_add,
-    overlap_add_frames,
-    resolve_fft_settings,
-)
+from .spectral import FFTSettings, resolve_fft_settings, stft_complex
+from .spectral import istft as spectral_istft
 
 PADDINGS = (0, 1, 2)
 
@@ -37,12 +30,17 @@ class STFTLayout:
     num_samples: int
 
 
+def _front(settings: FFTSettings, padding: int) -> int:
+    """Zeros before the first sample: padding 0 none, 1 window // 2, 2 window - hop."""
+    return {0: 0, 1: settings.window_size // 2, 2: settings.window_size - settings.hop_size}[padding]
+
+
 def layout(num_samples: int, settings: FFTSettings, padding: int = 1) -> STFTLayout:
     """Frame count and front padding of a BufSTFT of ``num_samples`` samples (FluCoMa's rules)."""
     if padding not in PADDINGS:
         raise BufNMFError(f"padding must be 0 (none), 1 (window/2) or 2 (window - hop), got {padding!r}")
     w, h = settings.window_size, settings.hop_size
-    front = {0: 0, 1: w // 2, 2: w - h}[padding]
+    front = _front(settings, padding)
     padded = num_samples + 2 * front
     if padding == 2:
         padded = -(-padded // h) * h
@@ -70,12 +68,7 @@ def stft(
         raise BufNMFError(f"stft takes one channel, got {data.shape[1]}: pass source[:, chan]")
     x = data[:, 0]
     lay = layout(x.shape[0], resolve_fft_settings(window_size, hop_size, fft_size), padding)
-    s = lay.settings
-    win = hann(s.window_size)
-    spec = np.empty((lay.num_frames, s.bins), dtype=np.complex128)
-    for c0 in range(0, lay.num_frames, CHUNK_FRAMES):
-        c1 = min(lay.num_frames, c0 + CHUNK_FRAMES)
-        spec[c0:c1] = np.fft.rfft(_frame_chunk(x, s, c0, c1, np.float64, lay.front) * win, n=s.fft_size, axis=1)
+    spec = stft_complex(x, lay.settings, np.complex128, front=lay.front, num_frames=lay.num_frames).T
     return np.abs(spec), np.angle(spec)
 
 
@@ -118,15 +111,5 @@ def istft(
         raise BufNMFError("magnitude or phase contains NaN or infinite values")
     if padding not in PADDINGS:
         raise BufNMFError(f"padding must be 0, 1 or 2, got {padding!r}")
-    nf = mag.shape[0]
-    front = {0: 0, 1: s.window_size // 2, 2: s.window_size - s.hop_size}[padding]
-    n = default_length(nf, s, padding) if num_samples is None else int(num_samples)
-    win = hann(s.window_size)
-    out = np.zeros(n, dtype=np.float64)
-    for c0 in range(0, nf, CHUNK_FRAMES):
-        c1 = min(nf, c0 + CHUNK_FRAMES)
-        spec = mag[c0:c1] * np.exp(1j * ph[c0:c1])
-        seg = np.fft.irfft(spec, n=s.fft_size, axis=1)[:, : s.window_size] * win
-        overlap_add_frames(seg, c0, s, out, front=front)
-    normalise_overlap_add(out, s, nf, front=front)
-    return out
+    n = default_length(mag.shape[0], s, padding) if num_samples is None else int(num_samples)
+    return spectral_istft((mag * np.exp(1j * ph)).T, s, n, front=_front(s, padding))

@@ -133,7 +133,8 @@ def _frame_chunk(
 
 
 def stft_complex(
-    signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128, out: np.ndarray | None = None
+    signal: np.ndarray, settings: FFTSettings, dtype: type = np.complex128, out: np.ndarray | None = None,
+    front: int | None = None, num_frames: int | None = None,
 ) -> np.ndarray:
     """Complex STFT of a mono signal, computed in chunks of frames (no full-size temporaries).
 
@@ -142,17 +143,20 @@ def stft_complex(
         settings: resolved FFT settings.
         dtype: complex dtype of the result (complex128: float64 arithmetic; complex64: float32).
         out: optional array of shape (bins, num_frames) and ``dtype`` to fill.
+        front, num_frames: frame ``i`` starts at sample ``i * hop - front``; defaults are
+            BufNMF's (``window_size // 2`` and ``num_samples // hop + 1``); BufSTFT's paddings
+            set their own.
 
     Returns:
         Complex array, shape ``(bins, num_frames)`` (bins = ``fft_size // 2 + 1``).
     """
     real = np.float64 if np.dtype(dtype) == np.complex128 else np.float32
-    nf = settings.num_frames(signal.shape[0])
+    nf = settings.num_frames(signal.shape[0]) if num_frames is None else num_frames
     spec = np.empty((settings.bins, nf), dtype=dtype) if out is None else out
     win = hann(settings.window_size).astype(real)
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
-        seg = _frame_chunk(signal, settings, c0, c1, real) * win
+        seg = _frame_chunk(signal, settings, c0, c1, real, front) * win
         spec[:, c0:c1] = sfft.rfft(seg, n=settings.fft_size, axis=1, workers=-1).T
     return spec
 
@@ -207,7 +211,8 @@ def normalise_overlap_add(out: np.ndarray, settings: FFTSettings, num_frames: in
             out[s0:s1] /= norm
 
 
-def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type = np.float64) -> np.ndarray:
+def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type = np.float64,
+          front: int | None = None) -> np.ndarray:
     """Inverse of :func:`stft_complex`: overlap-add divided by the summed squared windows.
 
     Args:
@@ -215,6 +220,7 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
         settings: the settings used for the forward transform.
         num_samples: length of the output in samples.
         dtype: real dtype of the output.
+        front: as for :func:`stft_complex`.
 
     Returns:
         Real array, shape ``(num_samples,)``.
@@ -225,8 +231,8 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
         seg = sfft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1, workers=-1)[:, : settings.window_size] * win
-        overlap_add_frames(seg, c0, settings, out)
-    normalise_overlap_add(out, settings, nf)
+        overlap_add_frames(seg, c0, settings, out, front=front)
+    normalise_overlap_add(out, settings, nf, front=front)
     return out.astype(dtype, copy=False)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .bufstft import istft, stft
-from .client import DecomposeResult, decompose
+from .client import DecomposeResult, decompose, mixdown
 from .cross import cross
 from .errors import BufNMFError, Cancelled
 from .io import WAV_MAX_CHANNELS, OutputSet, read_audio, read_buffer
@@ -424,7 +424,7 @@ def track_cmd(source: Path, bases_path: str, output: Path, threshold: float, min
 def _mono(data: np.ndarray, chan: int | None, what: str) -> np.ndarray:
     """Channel ``chan`` of ``data`` (samples, channels), or the mixdown when None."""
     if chan is None:
-        return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        return mixdown(data)
     if not 0 <= chan < data.shape[1]:
         raise BufNMFError(f"--start-chan {chan} is outside the {what}: it has {data.shape[1]} channel(s)")
     return data[:, chan]

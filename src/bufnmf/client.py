@@ -143,6 +143,11 @@ def _select(data: np.ndarray, start_frame: int, num_frames: int, start_chan: int
     return data[start_frame : start_frame + num_frames, start_chan : start_chan + num_chans]
 
 
+def mixdown(data: np.ndarray) -> np.ndarray:
+    """Mono samples (samples,) from (samples, channels): the channel mean, or the one channel."""
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
 def _span(start_name: str, num_name: str, start: int, num: int, size: int, unit: str) -> tuple[int, int]:
     """Check a FluCoMa-style range (start, count or -1 for the rest) inside ``size`` items."""
     start = _as_int(start_name, start)

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import convolve, maximum_filter1d
 
 from ._random import flucoma_init
-from .client import validate_source
+from .client import mixdown, validate_source
 from .errors import BufNMFError, BufNMFWarning
 from .nmf import EPS
 from .phase import griffin_lim
@@ -115,8 +115,7 @@ def cross(
     """
     src = validate_source(source)
     tgt = validate_source(target)
-    src = src.mean(axis=1) if src.shape[1] > 1 else src[:, 0]
-    tgt = tgt.mean(axis=1) if tgt.shape[1] > 1 else tgt[:, 0]
+    src, tgt = mixdown(src), mixdown(tgt)
     if int(iterations) < 1:
         raise BufNMFError(f"iterations must be at least 1, got {iterations}")
     settings = resolve_fft_settings(window_size, hop_size, fft_size)

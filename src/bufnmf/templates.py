@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .client import decompose, validate_source
+from .client import decompose, mixdown, validate_source
 from .errors import BufNMFError
 from .spectral import FFTSettings, resolve_fft_settings
 
@@ -121,7 +121,7 @@ def learn_bases(
         sr = sr if sr is not None else sample_rate
         if sr is not None:
             rates[str(example) if stem else f"example {i + 1}"] = sr
-        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        mono = mixdown(data)
         res = decompose(mono, components=components_per_file, iterations=iterations, window_size=settings.window_size,
                         hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
                         precision="float64")

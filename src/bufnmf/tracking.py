@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .client import decompose, validate_source
+from .client import decompose, mixdown, validate_source
 from .errors import BufNMFError
 from .templates import Kit
 
@@ -168,7 +168,7 @@ def track(
         raise BufNMFError(f"threshold must be in (0, 1] (relative to each component's peak), got {threshold}")
     if min_gap < 0 or smooth < 0 or not 0 <= release < 1:
         raise BufNMFError(f"min_gap and smooth must be >= 0 and release in [0, 1), got {min_gap}, {smooth}, {release}")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = mixdown(data)
     if isinstance(kit, Kit):
         bases, names = kit.bases, list(kit.labels)
         w = kit.window_size if window_size is None else window_size

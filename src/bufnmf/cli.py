@@ -66,6 +66,13 @@ def common_debug(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")(f)
 
 
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--quiet, --force and the hidden --debug, which every subcommand takes."""
+    f = common_debug(f)
+    f = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(f)
+    return click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
+
+
 def fft_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--fft-size", type=int, default=None,
                      help="FFT size; -1: next power of two >= window [default: -1, or the kit's].")(f)
@@ -248,9 +255,7 @@ Examples:
               help="Refuse runs estimated to need more memory than this (e.g. 4G) [default: what is available].")
 @click.option("--no-resynth", is_flag=True, help="Do not write component audio.")
 @click.option("--plot", is_flag=True, help="Also write bases.png and activations.png.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations: int, window_size: int | None,
                   hop_size: int | None, fft_size: int | None, seed: int, bases_path: str | None,
                   bases_mode: str | None, acts_path: str | None, act_mode: str | None, start_frame: int,
@@ -341,9 +346,7 @@ Examples:
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def learn_cmd(examples: tuple[Path, ...], output: Path, components_per_file: int, labels: tuple[str, ...],
               merge_labels: bool, iterations: int, seed: int, window_size: int | None, hop_size: int | None,
               fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
@@ -385,9 +388,7 @@ Examples:
 @click.option("--extra-components", type=int, default=0, show_default=True,
               help="Free components to absorb sounds the kit does not know.")
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def track_cmd(source: Path, bases_path: str, output: Path, threshold: float, min_gap: float, smooth: float,
               release: float, midi_path: Path | None, notes: tuple[str, ...], iterations: int, seed: int,
               extra_components: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
@@ -449,9 +450,7 @@ Examples:
               help="0 none, 1 window/2 each side, 2 window-hop each side.")
 @click.option("--start-chan", type=int, default=0, show_default=True, help="Channel to analyse.")
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def stft_cmd(source: Path, output: Path, inverse: bool, padding: int, start_chan: int, window_size: int | None,
              hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
     """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio."""
@@ -513,9 +512,7 @@ Examples:
 @click.option("--method", type=click.Choice(["nndsvd", "nndsvda", "nndsvdar"]), default="nndsvd", show_default=True)
 @click.option("--start-chan", type=int, default=None, help="Channel to analyse [default: mixdown].")
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def seed_cmd(source: Path, outdir: Path, components: int, coverage: float, method: str, start_chan: int | None,
              window_size: int | None, hop_size: int | None, fft_size: int | None, quiet: bool, force: bool,
              debug: bool) -> None:
@@ -555,9 +552,7 @@ Example:
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help=".csv or .json")
 @_realtime_options
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def match_cmd(source: Path, bases_path: str, output: Path, iterations: int, seed: int, window_size: int | None,
               hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
     """NMFMatch over a file: each frame's activation of each basis (streamed as in real time)."""
@@ -590,9 +585,7 @@ Example:
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path))
 @_realtime_options
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def filter_cmd(source: Path, bases_path: str, outdir: Path, iterations: int, seed: int, window_size: int | None,
                hop_size: int | None, fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
     """NMFFilter over a file: one mono file per basis, summing to the (mono) source."""
@@ -625,9 +618,7 @@ Examples:
 @click.option("--seed", type=int, default=-1, show_default=True)
 @fft_options
 @click.option("--max-memory", type=str, default=None, help="Refuse runs estimated above this (e.g. 4G).")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def cross_cmd(source: Path, target: Path, output: Path, time_sparsity: int, polyphony: int, continuity: int,
               iterations: int, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
               max_memory: str | None, quiet: bool, force: bool, debug: bool) -> None:
@@ -662,9 +653,7 @@ Examples:
 @click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
 @click.option("--seed", type=int, default=-1, show_default=True)
 @fft_options
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def morph_cmd(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str,
               no_autoassign: bool, sample_rate: int | None, seed: int, window_size: int | None, hop_size: int | None,
               fft_size: int | None, quiet: bool, force: bool, debug: bool) -> None:
@@ -703,9 +692,7 @@ Example:
 """)
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("bufnmf-demo"),
               show_default=True, help="Folder for the demo's files.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@common_debug
+@output_options
 def demo_cmd(outdir: Path, quiet: bool, force: bool, debug: bool) -> None:
     """Synthesise a drum loop, split it into 3 components and say which is which."""
     from .demo import DRUMS, drum_loop

@@ -55,15 +55,23 @@ def parse_bytes(text: str) -> int:
             from None
 
 
+def _proc_kib(path: str, key: str) -> int | None:
+    """Bytes from a ``key  N kB`` line of a /proc file (Linux), else None."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def available_memory() -> int:
     """Memory the system can give now (MemAvailable), or the physical memory where that is unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    avail = _proc_kib("/proc/meminfo", "MemAvailable:")
+    if avail is not None:
+        return avail
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
@@ -142,14 +150,7 @@ def peak_memory() -> int | None:
 
     Read from VmHWM: ``getrusage``'s ru_maxrss would carry a parent's peak across ``exec``.
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_kib("/proc/self/status", "VmHWM:")
 
 
 def resident_memory() -> int | None:

@@ -300,6 +300,8 @@ def decompose(
     seed = _as_int("seed", seed)
     if seed < -1:
         raise BufNMFError(f"seed must be -1 (random) or >= 0, got {seed}")
+    if seed == -1:
+        seed = secrets.randbits(63)  # drawn once, reported in the result, so the run can be repeated
     try:
         resolve_kernel(kernel)  # checks the name; the choice for "auto" depends on the job's size
     except ValueError as exc:
@@ -334,15 +336,12 @@ def decompose(
                               "bases_mode='fixed' or 'seed'")
         if act_mode != 0:
             raise BufNMFError("extra_components cannot be combined with supplied activations: set act_mode=0")
-        if seed == -1:
-            seed = secrets.randbits(63)
         total_k = components + extra_components
         free = flucoma_init(seed, bins, total_k)[:, components:]
         W_in = np.concatenate([np.concatenate([W_in[:, c * components:(c + 1) * components], free], axis=1)
                                for c in range(channels)], axis=1)
         update_mask = np.array([bases_mode != 2] * components + [True] * extra_components)
         components = total_k
-        requested_bases_mode = bases_mode
         if bases_mode == 2:
             bases_mode = 1  # partly free: the mask keeps the supplied ones fixed
     if bases_mode == 2 and act_mode == 2 and not resynth:
@@ -353,11 +352,10 @@ def decompose(
             f"hop_size {settings.hop_size} is more than half of window_size {settings.window_size}: the Hann "
             "windows leave parts of the sound (its end especially) uncovered, so the components may not sum "
             "to the input; use hop_size <= window_size // 2", BufNMFWarning, stacklevel=2)
-    if seed == -1:
-        seed = secrets.randbits(63)
     kernel = resolve_kernel(kernel, (bins, hops, components, iterations))
     check_fits(estimate(n, channels, components, settings, precision, resynth, resynth_out is not None, kernel,
-                        np.asarray(source).dtype not in (np.float32, np.float64)), max_memory)
+                        not (isinstance(source, np.ndarray) and source.dtype in (np.float32, np.float64))),
+               max_memory)
 
     out_W = np.empty((bins, channels * components), dtype=np.float32)
     out_H = np.empty((hops, channels * components), dtype=np.float32)

@@ -32,6 +32,7 @@ from .templates import Kit, learn_bases, load_kit, save_kit, sidecar
 from .tracking import events_to_midi, events_to_text, output_format, track
 
 MODE_CHOICE = click.Choice(["none", "seed", "fixed"], case_sensitive=False)
+MODE_NUMBERS = {"none": 0, "seed": 1, "fixed": 2}
 
 
 class Progress:
@@ -119,7 +120,7 @@ def _buffer_arg(path: str | None, mode: str | None, what: str, flag: str) -> tup
             raise BufNMFError(f"{flag}-mode {mode} needs {flag} FILE (a .wav or .npy buffer in FluCoMa layout)")
         return None, 0, None
     arr, rate = read_buffer(path, what)
-    return arr, {"none": 0, "seed": 1, "fixed": 2}[mode or "seed"], rate
+    return arr, MODE_NUMBERS[mode or "seed"], rate
 
 
 def check_buffer_rate(path: str | None, rate: int | None, sr: int, divisor: int, what: str) -> None:
@@ -270,7 +271,10 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
     t0 = time.perf_counter()
     data, sr = read_audio(source)
     kit = load_kit(bases_path) if bases_path is not None and sidecar(bases_path).exists() else None
-    bases, bmode, brate = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
+    if kit is not None:  # the buffer is read once; the kit's own check covers its rate
+        bases, bmode, brate = kit.bases, MODE_NUMBERS[bases_mode or "seed"], None
+    else:
+        bases, bmode, brate = _buffer_arg(bases_path, bases_mode, "bases", "--bases")
     acts, amode, arate = _buffer_arg(acts_path, act_mode, "activations", "--activations")
     window, hop, fft = resolve_fft(kit, window_size, hop_size, fft_size)
     settings = resolve_fft_settings(window, hop, fft)
@@ -284,8 +288,7 @@ def decompose_cmd(source: Path, outdir: Path, components: int | None, iterations
     total_k = k + max(0, extra_components)
     if smooth_activations < 0:
         raise BufNMFError(f"--smooth-activations must be >= 0 seconds, got {smooth_activations}")
-    hop_resolved = settings.hop_size
-    smooth_frames = round(smooth_activations * sr / hop_resolved) if smooth_activations else 0
+    smooth_frames = round(smooth_activations * sr / settings.hop_size) if smooth_activations else 0
     if smooth_method == "median" and smooth_frames > 1 and smooth_frames % 2 == 0:
         smooth_frames += 1  # a centred median needs an odd length
     n_sel = (data.shape[0] - start_frame) if num_frames == -1 else num_frames

@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 import bufnmf
-from bufnmf._random import flucoma_init
-from bufnmf.nmf import EPS, kl_divergence, nmf_kl, prepare_start
-from bufnmf.spectral import resolve_fft_settings, stft_complex
+from bufnmf.dsp.fft import EPS, resolve_fft_settings
+from bufnmf.dsp.random import flucoma_init
+from bufnmf.dsp.stft import stft_complex
+from bufnmf.models.mu import kl_divergence, prepare_start
+from bufnmf.models.mu import multiplicative_update as nmf_kl
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BUFNMF_SHARED", ROOT.parent / "shared"))
@@ -217,7 +219,7 @@ def main() -> None:
     args = ap.parse_args()
     from threadpoolctl import threadpool_info
 
-    from bufnmf import _kernels
+    from bufnmf.models import _kernels
 
     info = {"bufnmf": bufnmf.__version__, "python": platform.python_version(), "numpy": np.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(), "numba_threads": _kernels.threads(),

@@ -21,7 +21,8 @@ import numpy as np
 import soundfile as sf
 
 import bufnmf
-from bufnmf.tracking import note_hz, track
+from bufnmf.io.events import note_hz
+from bufnmf.workflows.tracking import track
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BUFNMF_SHARED", ROOT.parent / "shared"))

@@ -246,7 +246,8 @@ def test_stereo_shape_error_mentions_both_layouts(stereo):
 
 
 def test_chunked_stft_and_resynthesis_do_not_depend_on_chunk_size(loop, monkeypatch):
-    from bufnmf import masks, spectral
+    from bufnmf.dsp import masks
+    from bufnmf.dsp import stft as spectral
 
     ref = bufnmf.decompose(loop, components=2, iterations=5, seed=0, window_size=1000, hop_size=300,
                            precision="float64")

@@ -11,9 +11,10 @@ import soundfile as sf
 import bufnmf
 from bufnmf import BufNMFError
 from bufnmf.cli import main
+from bufnmf.clients.nmfmatch import NMFFilter, NMFMatch
 from bufnmf.demo import drum_loop
-from bufnmf.realtime import NMFFilter, NMFMatch
-from bufnmf.spectral import resolve_fft_settings, stft_complex
+from bufnmf.dsp.fft import resolve_fft_settings
+from bufnmf.dsp.stft import stft_complex
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def x() -> np.ndarray:
 ])
 def test_stft_frame_counts_and_layout(x, window, hop, padding, frames):
     mag, ph = bufnmf.stft(x, window, hop, padding=padding)
-    bins = bufnmf.spectral.next_pow2(window) // 2 + 1
+    bins = bufnmf.dsp.fft.next_pow2(window) // 2 + 1
     assert mag.shape == ph.shape == (frames, bins)
     assert mag.min() >= 0 and np.abs(ph).max() <= np.pi
 
@@ -137,9 +138,9 @@ def test_match_honours_iterations(x, W):
     assert not np.allclose(one, ten)
     # one update by hand, frame 20: the last `window` samples before (20 + 1) * hop
     Wn = W / np.linalg.norm(W, axis=0)
-    frame = x[21 * 512 - 1024 : 21 * 512] * bufnmf.spectral.hann(1024)
+    frame = x[21 * 512 - 1024 : 21 * 512] * bufnmf.dsp.fft.hann(1024)
     v = np.abs(np.fft.rfft(frame))
-    h0 = bufnmf._random.uniform01(3, 4)
+    h0 = bufnmf.dsp.random.uniform01(3, 4)
     h1 = h0 * (Wn.T @ (v / np.maximum(Wn @ h0, 2.2e-16))) / Wn.sum(axis=0)
     np.testing.assert_allclose(one[20], h1, rtol=1e-10)
 

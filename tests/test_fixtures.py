@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import bufnmf
-from bufnmf.spectral import resolve_fft_settings, stft_complex
+from bufnmf.dsp.fft import resolve_fft_settings
+from bufnmf.dsp.stft import stft_complex
 
 from .conftest import FIXTURES
 
@@ -24,6 +25,7 @@ def test_all_cases_covered(fixtures_dir):
     assert sorted(json.loads((fixtures_dir / "cases.json").read_text())["cases"]) == sorted(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["numba", "numpy"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES)

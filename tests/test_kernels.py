@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import bufnmf
-from bufnmf import _kernels
-from bufnmf._random import flucoma_init
-from bufnmf.nmf import available_kernels, kl_divergence, nmf_kl, prepare_start
+from bufnmf.dsp.random import flucoma_init
+from bufnmf.models import _kernels
+from bufnmf.models.mu import available_kernels, kl_divergence, prepare_start
+from bufnmf.models.mu import multiplicative_update as nmf_kl
 
 pytestmark = pytest.mark.skipif(not _kernels.AVAILABLE, reason="numba is not installed: only the NumPy kernel exists")
 
@@ -25,6 +26,7 @@ def test_numba_is_the_default_when_installed():
     assert available_kernels() == ["numba", "numpy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("bins", "frames", "K"), [(513, 700, 3), (129, 1500, 10), (7, 3, 1), (33, 1, 2),
                                                    (2049, 130, 20)])
 def test_numba_matches_numpy_float64(bins, frames, K):
@@ -36,6 +38,7 @@ def test_numba_matches_numpy_float64(bins, frames, K):
     np.testing.assert_allclose(b.divergences, a.divergences, rtol=1e-10, atol=1e-10 * a.divergences[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("bins", "frames", "K"), [(513, 700, 3), (257, 2100, 10)])
 def test_numba_float32_matches_the_float64_path(bins, frames, K):
     V, W, H = _problem(bins, frames, K, seed=1)
@@ -82,7 +85,7 @@ def test_unknown_kernel_is_an_error():
 
 
 def test_auto_kernel_avoids_compiling_for_small_jobs(monkeypatch):
-    from bufnmf.nmf import resolve_kernel
+    from bufnmf.models.mu import resolve_kernel
 
     monkeypatch.setattr(_kernels, "compiled", lambda: False)
     assert resolve_kernel("auto", (513, 400, 3, 100)) == "numpy"  # ~0.2 s of NumPy: not worth 20 s compiling

@@ -24,10 +24,10 @@ import bufnmf
 def test_components_sum_to_the_input(n, channels, components, window, hop_div, fft_mul, seed, scale, precision):
     x = np.random.default_rng(seed).standard_normal((n, channels)) * scale
     hop = max(1, window // hop_div)
-    fft = -1 if fft_mul == -1 else bufnmf.spectral.next_pow2(window) * fft_mul
+    fft = -1 if fft_mul == -1 else bufnmf.dsp.fft.next_pow2(window) * fft_mul
     res = bufnmf.decompose(x, components=components, iterations=5, window_size=window, hop_size=hop,
                            fft_size=fft, seed=seed % 1000, precision=precision)
-    bins = fft // 2 + 1 if fft != -1 else bufnmf.spectral.next_pow2(window) // 2 + 1
+    bins = fft // 2 + 1 if fft != -1 else bufnmf.dsp.fft.next_pow2(window) // 2 + 1
     assert res.bases.shape == (bins, channels * components)
     assert res.activations.shape == (n // hop + 1, channels * components)
     assert res.resynth.shape == (n, channels * components)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bufnmf._random import flucoma_init, mt19937_64, uniform01
+from bufnmf.dsp.random import flucoma_init, mt19937_64, uniform01
 
 
 def test_mt19937_64_standard_check_value():

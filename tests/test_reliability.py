@@ -86,12 +86,12 @@ CASES = [
     ("unsupported format", ["{unsupported}"], "is not a readable audio file"),
     ("NaN samples", ["{nan}"], "NaN or infinite sample(s), first at sample 100"),
     ("components 10**6", ["{good}", "-k", "1000000"], "this run needs about"),
-    ("fft 2**24", ["{good}", "--fft-size", str(2**24)], "fft_size must be at most"),
+    ("fft 2**24", ["{good}", "--fft-size", str(2**24)], "--fft-size must be at most"),
     ("iterations 10**9", ["{good}", "--iterations", str(10**9)], "is more than 100000"),
-    ("negative window", ["{good}", "--window-size", "-5"], "window_size must be at least 4"),
+    ("negative window", ["{good}", "--window-size", "-5"], "--window-size must be at least 4"),
     ("negative components", ["{good}", "-k", "-2"], "components must be at least 1"),
     ("non-numeric", ["{good}", "--hop-size", "half"], "'half' is not a valid integer"),
-    ("max memory too small", ["{good}", "--max-memory", "1M"], "but the max_memory limit is 1.0 MiB"),
+    ("max memory too small", ["{good}", "--max-memory", "1M"], "but the --max-memory limit is 1.0 MiB"),
     ("bad memory size", ["{good}", "--max-memory", "lots"], "memory size 'lots' is not understood"),
     ("seed wrong shape", ["{good}", "--bases", "{wrong}"], "bases has shape (100, 1), expected (513, 1)"),
     ("seed negative", ["{good}", "--bases", "{neg}"], "bases contains negative values"),
@@ -211,6 +211,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_do_not_mix(files, tmp_path):
     out = tmp_path / "shared-out"
     long = tmp_path / "long.wav"
@@ -232,12 +233,13 @@ def test_two_runs_into_one_folder_do_not_mix(files, tmp_path):
     assert not list(out.glob(".*"))
 
 
+@pytest.mark.slow
 def test_peak_memory_stays_within_the_estimate(tmp_path):
     code = """
 import sys, json, numpy as np
 import bufnmf
 from bufnmf.resources import estimate
-from bufnmf.spectral import resolve_fft_settings
+from bufnmf.dsp.fft import resolve_fft_settings
 from bufnmf.resources import peak_memory as hwm, reset_peak_memory as reset_peak, resident_memory as rss
 x = np.random.default_rng(0).standard_normal((44100 * 120, 2), dtype=np.float32)
 x *= 0.1

@@ -14,7 +14,8 @@ import bufnmf
 from bufnmf import BufNMFError
 from bufnmf.cli import main
 from bufnmf.demo import DRUMS, drum_loop
-from bufnmf.tracking import Event, events_to_midi, events_to_text, note_hz, note_number, pick_onsets, track
+from bufnmf.io.events import Event, events_to_midi, events_to_text, note_hz, note_number
+from bufnmf.workflows.tracking import pick_onsets, track
 
 SR = 44100
 
@@ -42,6 +43,7 @@ def test_learn_bases_shapes_labels_and_norms(kit):
     assert centroid[0] < centroid[1] < centroid[2]  # kick low, snare mid, hi-hat high
 
 
+@pytest.mark.slow
 def test_several_bases_per_file_and_merged_labels(synth):
     _, stems, _ = synth
     k2 = bufnmf.learn_bases([stems["snare"], stems["hihat"]], components_per_file=2, sample_rate=SR)
@@ -97,7 +99,7 @@ def test_extra_components_learn_beside_fixed_bases(synth, kit):
     assert res.components == 5 and res.extra_components == 2 and res.bases_mode == 2
     assert res.bases.shape == (513, 5) and res.resynth.shape == (x.size, 5)
     np.testing.assert_allclose(res.bases[:, :3], kit.bases, atol=1e-6)  # the kit is untouched
-    start = bufnmf._random.flucoma_init(1, 513, 5)[:, 3:]
+    start = bufnmf.dsp.random.flucoma_init(1, 513, 5)[:, 3:]
     assert not np.allclose(res.bases[:, 3:], start / np.linalg.norm(start, axis=0), atol=1e-3)
     np.testing.assert_allclose(res.resynth.sum(axis=1), x, atol=1e-5)
     # the free components soak up the noise: the kit's parts get cleaner than without them
@@ -243,6 +245,7 @@ def test_cli_learn_decompose_track(tmp_path, capsys, synth, kit):
     assert not (tmp_path / "ev.json").exists()
 
 
+@pytest.mark.slow
 def test_tracking_floors_on_real_recordings(data_dir):
     import importlib.util
 

@@ -2,22 +2,26 @@
 
 Split sounds into parts with KL-divergence non-negative matrix factorisation of
 their magnitude spectrograms, FluCoMa-exact, with FluCoMa's buffer layouts.
+The layers (docs/architecture.md): :mod:`.dsp` -> :mod:`.models` -> :mod:`.clients` ->
+:mod:`.workflows` -> :mod:`.cli` (with :mod:`.io` for files).
 """
 
 from __future__ import annotations
 
-from .bufstft import istft, stft
-from .client import DecomposeResult, decompose
-from .cross import cross
-from .errors import BufNMFError, BufNMFWarning, Cancelled
-from .morph import NMFMorph, morph
-from .realtime import NMFFilter, NMFMatch, match, nmf_filter
-from .seeding import SeedResult, nmf_seed
-from .spectral import FFTSettings, resolve_fft_settings
-from .templates import Kit, learn_bases, load_kit, save_kit
-from .tracking import Event, track
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
+from .clients.bufnmf import DecomposeResult, decompose
+from .clients.bufstft import STFTResult, istft, stft
+from .clients.common import SeededArray, mixdown
+from .clients.nmfcross import cross
+from .clients.nmfmatch import NMFFilter, NMFMatch, match, nmf_filter
+from .clients.nmfmorph import NMFMorph, morph
+from .clients.nmfseed import SeedResult, nmf_seed
+from .dsp.fft import FFTSettings, resolve_fft_settings
+from .errors import BufNMFError, BufNMFWarning, Cancelled
+from .io.events import Event
+from .workflows.kits import Kit, learn_bases, load_kit, save_kit
+from .workflows.tracking import Events, track
 
 __all__ = [
     "BufNMFError",
@@ -25,12 +29,15 @@ __all__ = [
     "Cancelled",
     "DecomposeResult",
     "Event",
+    "Events",
     "FFTSettings",
     "Kit",
     "NMFFilter",
     "NMFMatch",
     "NMFMorph",
+    "STFTResult",
     "SeedResult",
+    "SeededArray",
     "__version__",
     "cross",
     "decompose",
@@ -38,6 +45,7 @@ __all__ = [
     "learn_bases",
     "load_kit",
     "match",
+    "mixdown",
     "morph",
     "nmf_filter",
     "nmf_seed",

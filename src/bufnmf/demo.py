@@ -62,7 +62,7 @@ def drum_loop(
                 end = min(n, start + hit.size)
                 stems[name][start:end] += hit[: end - start]
                 onsets[name].append(start / sr)
-    mix = sum(stems.values())
+    mix: np.ndarray = np.sum(list(stems.values()), axis=0)
     gain = 0.9 / float(np.max(np.abs(mix)))
     mix32 = (mix * gain).astype(np.float32)
     return mix32, {k: (v * gain).astype(np.float32) for k, v in stems.items()}, onsets

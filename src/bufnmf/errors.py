@@ -4,7 +4,17 @@ from __future__ import annotations
 
 
 class BufNMFError(ValueError):
-    """Bad input to bufnmf: the message names the parameter, what was given and the fix."""
+    """Bad input to bufnmf: the message names the parameter, what was given and the fix.
+
+    Args:
+        message: in the library's terms (parameter names as in Python).
+        cli: the same message in the command line's terms, where it reads differently there
+            (otherwise the command line turns ``snake_case`` names of its options into ``--flags``).
+    """
+
+    def __init__(self, message: str, *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli
 
 
 class BufNMFWarning(UserWarning):

@@ -5,6 +5,7 @@ Uses matplotlib's non-interactive Agg backend; nothing is shown on screen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .client import DecomposeResult
+from .clients.bufnmf import DecomposeResult
 
 
 def _colours(k: int) -> list:
@@ -30,7 +31,7 @@ def _envelope(w: np.ndarray, sample_rate: float, points: int = 2000) -> tuple[np
     return env / peak, (np.arange(env.size) * size + size / 2) / sample_rate
 
 
-def plot_bases(res: DecomposeResult, sample_rate: float, path: str | Path, labels: list[str] | None = None,
+def plot_bases(res: DecomposeResult, sample_rate: float, path: str | Path, labels: Sequence[str] | None = None,
                channel: int = 0) -> None:
     """Each basis of ``channel`` as a magnitude spectrum (dB) against frequency in Hz, log axis; PNG."""
     K = res.components
@@ -55,7 +56,7 @@ def plot_bases(res: DecomposeResult, sample_rate: float, path: str | Path, label
     plt.close(fig)
 
 
-def plot_activations(res: DecomposeResult, sample_rate: float, path: str | Path, labels: list[str] | None = None,
+def plot_activations(res: DecomposeResult, sample_rate: float, path: str | Path, labels: Sequence[str] | None = None,
                      channel: int = 0) -> None:
     """Each activation against time (s), overlaid on its component's waveform; one row per component; PNG."""
     K = res.components

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dsp.fft import FFTSettings
+from .dsp.stft import CHUNK_FRAMES
 from .errors import BufNMFError
-from .spectral import CHUNK_FRAMES, FFTSettings
 
 MAX_ITERATIONS = 100_000
 
@@ -107,7 +108,7 @@ def check_fits(est: MemoryEstimate, max_memory: int | None) -> None:
         raise BufNMFError(
             f"this run needs about {fmt_bytes(est.total)} ({est.describe()}) but {source} is {fmt_bytes(limit)}: "
             "use fewer components, a shorter selection (num_frames), a larger hop, no resynthesis, "
-            "or raise the limit (max_memory / --max-memory)"
+            "or raise the limit (max_memory)"
         )
 
 

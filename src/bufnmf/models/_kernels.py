@@ -306,7 +306,7 @@ def compiled() -> bool:
     """Whether the kernels are ready without compiling: compiled in this process, or cached on disk."""
     if not AVAILABLE:
         return False
-    funcs = (w_pass, h_pass)
+    funcs: tuple = (w_pass, h_pass)
     if all(f.signatures for f in funcs):
         return True
     try:

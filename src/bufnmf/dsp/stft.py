@@ -9,111 +9,16 @@ of squared windows, so ``istft(stft(x)) == x`` wherever the windows overlap.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .errors import BufNMFError, BufNMFWarning
-
-_EPS = float(np.finfo(np.float64).eps)
-
-
-def next_pow2(n: int) -> int:
-    """Smallest power of two >= ``n`` (``n >= 1``)."""
-    return 1 << max(0, int(n - 1).bit_length())
-
-
-@dataclass(frozen=True)
-class FFTSettings:
-    """Resolved FFT settings (all in samples).
-
-    Attributes:
-        window_size: analysis window length.
-        hop_size: distance between frames.
-        fft_size: FFT length (a power of two >= window_size).
-    """
-
-    window_size: int
-    hop_size: int
-    fft_size: int
-
-    @property
-    def bins(self) -> int:
-        """Number of frequency bins, ``fft_size // 2 + 1``."""
-        return self.fft_size // 2 + 1
-
-    def num_frames(self, num_samples: int) -> int:
-        """STFT frame count for ``num_samples`` samples: ``num_samples // hop_size + 1``."""
-        return int(num_samples) // self.hop_size + 1
-
-
-def _as_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            return int(value)
-        raise BufNMFError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def resolve_fft_settings(window_size: int = 1024, hop_size: int = -1, fft_size: int = -1) -> FFTSettings:
-    """Resolve FluCoMa-style FFT settings.
-
-    ``hop_size <= 0`` means ``window_size // 2``; ``fft_size == -1`` means the next
-    power of two >= ``window_size``. An explicit FFT size that is not a power of two,
-    or is smaller than the window, is raised to the next power of two that is at
-    least ``max(fft_size, window_size)``, with a :class:`BufNMFWarning`, as FluCoMa
-    does.
-
-    Raises:
-        BufNMFError: window < 4, hop > window, or non-integer values.
-    """
-    window_size = _as_int("window_size", window_size)
-    hop_size = _as_int("hop_size", hop_size)
-    fft_size = _as_int("fft_size", fft_size)
-    if window_size < 4:
-        raise BufNMFError(f"window_size must be at least 4 samples, got {window_size}")
-    if window_size > 2**22:
-        raise BufNMFError(f"window_size must be at most {2**22} samples, got {window_size}")
-    if hop_size <= 0:
-        hop_size = window_size // 2
-    if hop_size > window_size:
-        raise BufNMFError(
-            f"hop_size ({hop_size}) must not exceed window_size ({window_size}): "
-            "frames would leave gaps and the sound could not be reconstructed; "
-            "use a hop of at most the window size (-1 gives window_size // 2)"
-        )
-    if fft_size == -1:
-        fft_size = next_pow2(window_size)
-    elif fft_size <= 0 and fft_size != -1:
-        raise BufNMFError(f"fft_size must be -1 (automatic) or a positive integer, got {fft_size}")
-    else:
-        wanted = next_pow2(max(fft_size, window_size))
-        if wanted != fft_size:
-            warnings.warn(
-                f"fft_size {fft_size} adjusted to {wanted} (FFT sizes must be powers of two "
-                f"and at least the window size {window_size})",
-                BufNMFWarning,
-                stacklevel=3,
-            )
-            fft_size = wanted
-    if fft_size > 2**22:
-        raise BufNMFError(f"fft_size must be at most {2**22}, got {fft_size}")
-    return FFTSettings(window_size, hop_size, fft_size)
-
-
-def hann(window_size: int) -> np.ndarray:
-    """Periodic Hann window ``0.5 - 0.5 cos(2 pi i / N)``, float64, shape ``(N,)``."""
-    i = np.arange(window_size, dtype=np.float64)
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * i / window_size)
-
+from .fft import EPS, FFTSettings, hann
 
 CHUNK_FRAMES = 1024  # frames per chunk: bounds the temporaries of the STFT and its inverse
 
 
-def _frame_chunk(
+def frame_chunk(
     signal: np.ndarray, settings: FFTSettings, c0: int, c1: int, real: type, front: int | None = None
 ) -> np.ndarray:
     """Unwindowed frames ``c0..c1-1``, shape (c1 - c0, window_size).
@@ -125,7 +30,7 @@ def _frame_chunk(
     front = w // 2 if front is None else front
     a = c0 * h - front
     b = (c1 - 1) * h + w - front
-    piece = np.zeros(b - a, dtype=real)
+    piece: np.ndarray = np.zeros(b - a, dtype=real)
     s0, s1 = max(a, 0), min(b, signal.shape[0])
     if s1 > s0:
         piece[s0 - a : s1 - a] = signal[s0:s1]
@@ -156,7 +61,7 @@ def stft_complex(
     win = hann(settings.window_size).astype(real)
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
-        seg = _frame_chunk(signal, settings, c0, c1, real, front) * win
+        seg = frame_chunk(signal, settings, c0, c1, real, front) * win
         spec[:, c0:c1] = sfft.rfft(seg, n=settings.fft_size, axis=1, workers=-1).T
     return spec
 
@@ -179,7 +84,7 @@ def overlap_add_frames(
     m = seg.shape[0]
     a = first_frame * h - (w // 2 if front is None else front)
     buf = np.zeros((m - 1) * h + w, dtype=np.float64)
-    _overlap_add(buf, seg, h)
+    overlap_add(buf, seg, h)
     s0, s1 = max(a, offset), min(a + buf.shape[0], offset + out.shape[0])
     if s1 > s0:
         out[s0 - offset : s1 - offset] += buf[s0 - a : s1 - a]
@@ -195,7 +100,7 @@ def window_norm(settings: FFTSettings, num_frames: int, start: int, stop: int, f
     out = np.zeros(stop - start, dtype=np.float64)
     if j1 > j0:
         overlap_add_frames(np.broadcast_to(hann(w) ** 2, (j1 - j0, w)), j0, settings, out, offset=start, front=front)
-    return np.maximum(out, _EPS)
+    return np.maximum(out, EPS)
 
 
 def normalise_overlap_add(out: np.ndarray, settings: FFTSettings, num_frames: int, front: int | None = None) -> None:
@@ -236,7 +141,7 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
     return out.astype(dtype, copy=False)
 
 
-def _overlap_add(out: np.ndarray, seg: np.ndarray, hop: int) -> None:
+def overlap_add(out: np.ndarray, seg: np.ndarray, hop: int) -> None:
     """Add rows of ``seg`` (frames x window) into ``out`` at multiples of ``hop``.
 
     Frames are zero-extended to a multiple of the hop, then split into groups of

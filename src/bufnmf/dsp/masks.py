@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.fft as sfft
 
-from .nmf import EPS
-from .spectral import CHUNK_FRAMES, FFTSettings, _overlap_add, hann, window_norm
+from .fft import EPS, FFTSettings, hann
+from .stft import CHUNK_FRAMES, overlap_add, window_norm
 
 
 def resynthesise(
@@ -53,7 +53,7 @@ def resynthesise(
         out = np.empty((num_samples, K), dtype=np.float32)
     real = np.float64 if spectrum.dtype == np.complex128 else np.float32
     Wt = np.ascontiguousarray(W.T, dtype=real)  # (K, bins)
-    Hr = H.astype(real, copy=False)
+    Hr: np.ndarray = H.astype(real, copy=False)
     w, h = settings.window_size, settings.hop_size
     win = hann(w).astype(real)
     front = w // 2
@@ -74,7 +74,7 @@ def resynthesise(
         span = (m - 1) * h + w
         buf = np.zeros((K, span), dtype=np.float64)
         for k in range(K):
-            _overlap_add(buf[k], seg[k], h)
+            overlap_add(buf[k], seg[k], h)
         a = c0 * h - front  # sample position of buf[:, 0]
         s0, s1 = max(a, 0), min(a + span, num_samples)
         if s1 > zeroed:

@@ -5,16 +5,17 @@ distributions on a line, the optimal (monotone) transport pairs equal quantiles:
 quantile at bin ``i`` of the source goes to bin ``j`` of the target, and at
 interpolation ``t`` it sits at ``(1 - t) i + t j`` (displacement interpolation, McCann).
 Peaks therefore *move* in frequency instead of cross-fading. Total mass is interpolated
-linearly. With ``autoassign`` the source/target pairs minimise the summed transport cost
-(Wasserstein-1 distance between the normalised spectra), found with scipy's
-``linear_sum_assignment`` (the Hungarian method).
+linearly (the numerics: :mod:`bufnmf.dsp.transport`). With ``autoassign`` the source/target
+pairs minimise the summed transport cost (Wasserstein-1 distance between the normalised
+spectra), found with scipy's ``linear_sum_assignment`` (the Hungarian method).
 
 Offline :func:`morph` renders frames as interpolated bases times activations and gets
 the phase from fast Griffin-Lim (50 iterations, momentum 0.99) starting from a
-phase-vocoder phase (each bin advancing by its centre frequency per hop). The streaming
-:class:`NMFMorph` uses that phase-vocoder phase alone (no look-ahead), cycling through
-the activation frames as FluCoMa does. (FluCoMa uses RTPGHI; bufnmf's choice is simpler
-and documented here.)
+phase-vocoder phase (each bin advancing by its centre frequency per hop, from a random
+phase drawn from ``seed``). The streaming :class:`NMFMorph` uses that phase-vocoder phase
+alone (no look-ahead), cycling through the activation frames as FluCoMa does, on the
+streaming engine's overlap-adder. (FluCoMa uses RTPGHI; bufnmf's choice is simpler and
+documented here.)
 """
 
 from __future__ import annotations
@@ -22,56 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from .errors import BufNMFError
-from .phase import griffin_lim
-from .spectral import FFTSettings, hann, resolve_fft_settings
-
-
-def transport_cost(a: np.ndarray, b: np.ndarray) -> float:
-    """Wasserstein-1 distance (in bins) between two spectra, each normalised to unit mass."""
-    fa = np.cumsum(a) / max(float(a.sum()), 1e-300)
-    fb = np.cumsum(b) / max(float(b.sum()), 1e-300)
-    return float(np.abs(fa - fb).sum())
-
-
-def interpolate_spectrum(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Displacement interpolation of spectrum ``a`` towards ``b`` (both (bins,), non-negative).
-
-    ``t = 0`` gives ``a``, ``t = 1`` gives ``b``; the total mass is ``(1 - t) sum(a) + t sum(b)``.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    ma, mb = float(a.sum()), float(b.sum())
-    mass = (1 - t) * ma + t * mb
-    if ma <= 0 or mb <= 0:  # nothing to transport: fade
-        return (1 - t) * a + t * b
-    fa = np.cumsum(a) / ma
-    fb = np.cumsum(b) / mb
-    edges = np.unique(np.concatenate([[0.0], fa, fb]).clip(0.0, 1.0))
-    widths = np.diff(edges)
-    mids = edges[:-1] + widths / 2
-    ia = np.minimum(np.searchsorted(fa, mids), a.size - 1)
-    ib = np.minimum(np.searchsorted(fb, mids), b.size - 1)
-    pos = (1 - t) * ia + t * ib
-    lo = np.floor(pos).astype(np.int64)
-    frac = pos - lo
-    hi = np.minimum(lo + 1, a.size - 1)
-    out = np.zeros(a.size)
-    np.add.at(out, lo, widths * (1 - frac))
-    np.add.at(out, hi, widths * frac)
-    return out * mass
-
-
-def assign(source_bases: np.ndarray, target_bases: np.ndarray) -> np.ndarray:
-    """For each source basis, the index of its target basis minimising the total transport cost."""
-    K = source_bases.shape[1]
-    cost = np.array([[transport_cost(source_bases[:, i], target_bases[:, j]) for j in range(K)] for i in range(K)])
-    rows, cols = linear_sum_assignment(cost)
-    pairing = np.empty(K, dtype=np.int64)
-    pairing[rows] = cols
-    return pairing
+from ..checks import as_int, resolve_seed
+from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..dsp.phase import griffin_lim
+from ..dsp.stream import OverlapAdder
+from ..dsp.transport import assign, interpolate_spectrum
+from ..errors import BufNMFError
+from .common import SeededArray
 
 
 def _check(source_bases: object, target_bases: object, activations: object, settings: FFTSettings
@@ -136,6 +95,11 @@ class _Morpher:
         return self._B
 
 
+def _start_phase(seed: int, bins: int) -> np.ndarray:
+    """The phase of the first frame, uniform in [-pi, pi) from ``seed``: (bins,)."""
+    return np.random.default_rng(seed).uniform(-np.pi, np.pi, bins)
+
+
 def morph(
     source_bases: np.ndarray,
     target_bases: np.ndarray,
@@ -147,7 +111,7 @@ def morph(
     hop_size: int = -1,
     fft_size: int = -1,
     griffin_lim_iterations: int = 50,
-) -> np.ndarray:
+) -> SeededArray:
     """Render the NMFMorph process offline.
 
     Args:
@@ -155,15 +119,19 @@ def morph(
         activations: (frames, K), FluCoMa layout; one output frame per row.
         interpolation: 0..1, a number or a curve over the output (resampled per frame).
         autoassign: pair bases by minimum total transport cost (else column k with column k).
-        seed: seeds the phase refinement (>= 0 reproducible).
+        seed: the starting phase (>= 0 reproduces; -1 draws one, reported as ``result.seed``).
         window_size, hop_size, fft_size: FFT settings of the bases.
         griffin_lim_iterations: phase refinement (0: phase-vocoder phase only).
 
     Returns:
-        float64 samples, ``(frames - 1) * hop`` long.
+        float64 samples, ``(frames - 1) * hop`` long (a :class:`bufnmf.SeededArray`).
     """
     settings = resolve_fft_settings(window_size, hop_size, fft_size)
     S, T, H = _check(source_bases, target_bases, activations, settings)
+    gl = as_int("griffin_lim_iterations", griffin_lim_iterations)
+    if gl < 0:
+        raise BufNMFError(f"griffin_lim_iterations must be >= 0, got {gl}")
+    seed = resolve_seed(seed)
     frames = H.shape[0]
     curve = _curve(interpolation, frames)
     m = _Morpher(S, T, autoassign)
@@ -173,16 +141,17 @@ def morph(
     n_samples = max(1, (frames - 1) * settings.hop_size)
     bins = np.arange(settings.bins)
     advance = 2 * np.pi * bins * settings.hop_size / settings.fft_size
-    phase = np.outer(advance, np.arange(frames))
-    return griffin_lim(mag, settings, n_samples, griffin_lim_iterations, 0.99, phase, max(seed, 0))
+    phase = np.outer(advance, np.arange(frames)) + _start_phase(seed, settings.bins)[:, None]
+    return SeededArray.wrap(griffin_lim(mag, settings, n_samples, gl, 0.99, phase), seed)
 
 
 class NMFMorph:
     """Streaming NMFMorph: ``process(n_samples)`` returns the next ``n_samples`` of morphing sound.
 
     One frame per hop: interpolated bases times the next activation row (cycling), phase
-    advancing by each bin's centre frequency, windowed overlap-add. ``interpolation`` may
-    be changed between calls.
+    advancing by each bin's centre frequency from a random start (``seed``; -1 draws one,
+    reported as ``.seed``), overlap-added by the streaming engine. ``interpolation`` may be
+    changed between calls.
     """
 
     def __init__(self, source_bases: np.ndarray, target_bases: np.ndarray, activations: np.ndarray,
@@ -193,36 +162,25 @@ class NMFMorph:
         self.interpolation = float(_curve(interpolation, 1)[0])
         self._m = _Morpher(self.S, self.T, autoassign)
         s = self.settings
-        self._window = hann(s.window_size)
         self._advance = 2 * np.pi * np.arange(s.bins) * s.hop_size / s.fft_size
-        rng = np.random.default_rng(None if seed < 0 else seed)
-        self._phase = rng.uniform(-np.pi, np.pi, s.bins)
+        self.seed = resolve_seed(seed)
+        self._phase = _start_phase(self.seed, s.bins)
         self._frame = 0
-        self._ola = np.zeros(s.window_size)
-        self._norm = np.zeros(s.window_size)
-        self._pending = np.zeros(0)
+        self._adder = OverlapAdder(s, 1)
 
     def _next_frame(self) -> None:
-        s = self.settings
         t = float(_curve(self.interpolation, 1)[0])
         mag = self._m.bases(t) @ self.H[self._frame % self.H.shape[0]]
+        if self._frame:
+            self._phase = self._phase + self._advance
         self._frame += 1
-        self._phase = self._phase + self._advance
-        seg = np.fft.irfft(mag * np.exp(1j * self._phase), n=s.fft_size)[: s.window_size] * self._window
-        self._ola += seg
-        self._norm += self._window**2
-        h = s.hop_size
-        done = self._ola[:h] / np.maximum(self._norm[:h], 1e-12)
-        self._pending = np.concatenate([self._pending, done])
-        self._ola = np.concatenate([self._ola[h:], np.zeros(h)])
-        self._norm = np.concatenate([self._norm[h:], np.zeros(h)])
+        self._adder.add((mag * np.exp(1j * self._phase))[None, None, :])
 
     def process(self, n_samples: int) -> np.ndarray:
-        """The next ``n_samples`` samples (float64)."""
-        n = int(n_samples)
+        """The next ``n_samples`` samples, float64 (n_samples,)."""
+        n = as_int("n_samples", n_samples)
         if n < 0:
             raise BufNMFError(f"n_samples must be >= 0, got {n}")
-        while self._pending.size < n:
+        while self._adder.available < n:
             self._next_frame()
-        out, self._pending = self._pending[:n], self._pending[n:]
-        return out
+        return self._adder.take(n)[:, 0]

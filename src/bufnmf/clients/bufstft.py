@@ -8,13 +8,15 @@ BufNMF's bases buffer). Padding per side: 0 none; 1 ``window_size // 2`` (defaul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from .client import validate_source
-from .errors import BufNMFError
-from .spectral import FFTSettings, resolve_fft_settings, stft_complex
-from .spectral import istft as spectral_istft
+from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..dsp.stft import istft as spectral_istft
+from ..dsp.stft import stft_complex
+from ..errors import BufNMFError
+from .common import load_source, require_mono
 
 PADDINGS = (0, 1, 2)
 
@@ -50,26 +52,36 @@ def layout(num_samples: int, settings: FFTSettings, padding: int = 1) -> STFTLay
     return STFTLayout(settings, padding, front, 1 + (padded - w) // h, num_samples)
 
 
+class STFTResult(NamedTuple):
+    """Magnitude and phase buffers of :func:`stft` (unpack as ``mag, phase = bufnmf.stft(x)``).
+
+    Attributes:
+        magnitude: float64 (frames, fft_size // 2 + 1), unscaled ``|rfft|``.
+        phase: float64 (frames, fft_size // 2 + 1), radians in (-pi, pi].
+    """
+
+    magnitude: np.ndarray
+    phase: np.ndarray
+
+
 def stft(
-    source: np.ndarray, window_size: int = 1024, hop_size: int = -1, fft_size: int = -1, padding: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+    source: object, window_size: int = 1024, hop_size: int = -1, fft_size: int = -1, padding: int = 1
+) -> STFTResult:
     """Magnitude and phase of a mono signal, FluCoMa BufSTFT layout.
 
     Args:
-        source: samples, shape (samples,) (or (samples, 1)).
+        source: mono samples, shape (samples,) (or (samples, 1)), or an audio file path.
         window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
         padding: 0, 1 or 2 (see the module docstring).
 
     Returns:
-        ``(magnitude, phase)``: float64, each of shape (frames, fft_size // 2 + 1); phase in radians.
+        :class:`STFTResult` ``(magnitude, phase)``: float64, each of shape (frames, fft_size // 2 + 1);
+        phase in radians.
     """
-    data = validate_source(source)
-    if data.shape[1] != 1:
-        raise BufNMFError(f"stft takes one channel, got {data.shape[1]}: pass source[:, chan]")
-    x = data[:, 0]
+    x = require_mono(load_source(source)[0], "stft")
     lay = layout(x.shape[0], resolve_fft_settings(window_size, hop_size, fft_size), padding)
     spec = stft_complex(x, lay.settings, np.complex128, front=lay.front, num_frames=lay.num_frames).T
-    return np.abs(spec), np.angle(spec)
+    return STFTResult(np.abs(spec), np.angle(spec))
 
 
 def default_length(num_frames: int, settings: FFTSettings, padding: int) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectral import FFTSettings, istft, stft_complex
+from .fft import FFTSettings
+from .stft import istft, stft_complex
 
 
 def griffin_lim(

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .client import decompose, mixdown, validate_source
-from .errors import BufNMFError
-from .spectral import FFTSettings, resolve_fft_settings
+from ..checks import as_int, resolve_seed
+from ..clients.bufnmf import decompose
+from ..clients.common import load_source, require_mono
+from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..errors import BufNMFError
 
 
 @dataclass
@@ -39,10 +41,30 @@ class Kit:
     sample_rate: int | None = None
     sources: list[str] = field(default_factory=list)
     settings_known: bool = True  # False for a bare buffer: only its row count is known
+    seed: int | None = None  # the seed the kit was learnt with (None: unknown)
 
     @property
     def settings(self) -> FFTSettings:
         return FFTSettings(self.window_size, self.hop_size, self.fft_size)
+
+    def settings_for(self, window_size: int | None = None, hop_size: int | None = None, fft_size: int | None = None,
+                     sample_rate: float | None = None, source: str = "source") -> FFTSettings:
+        """The FFT settings to analyse a source with this kit: the kit's own when none is given.
+
+        This is the one rule for "take the FFT settings from the kit" (the library, the jobs and
+        the command line all use it). As FluCoMa's ``fftSettings`` is one parameter, the three
+        settings go together: all three from the kit when none is given, else the ones given with
+        FluCoMa's defaults (1024, -1, -1) for the others. The result is checked against the kit
+        (and ``sample_rate`` against the kit's rate), refusing a mismatch with both sides named.
+        """
+        if window_size is None and hop_size is None and fft_size is None:
+            settings = self.settings if self.settings_known else resolve_fft_settings(
+                self.window_size, self.hop_size, self.fft_size)
+        else:
+            settings = resolve_fft_settings(1024 if window_size is None else window_size,
+                                            -1 if hop_size is None else hop_size, -1 if fft_size is None else fft_size)
+        self.check_compatible(settings, None if sample_rate is None else round(sample_rate), source)
+        return settings
 
     def check_compatible(self, settings: FFTSettings, sample_rate: int | None, source: str = "source") -> None:
         """Raise :class:`BufNMFError` naming both sides if FFT settings or sample rates differ."""
@@ -69,12 +91,9 @@ class Kit:
 
 
 def _read(example: object, what: str) -> tuple[np.ndarray, int | None, str]:
-    if isinstance(example, (str, os.PathLike)):
-        from .io import read_audio
-
-        data, sr = read_audio(example, what)
-        return data, sr, Path(example).stem
-    return validate_source(example), None, ""
+    data, sr = load_source(example, what)
+    stem = Path(example).stem if isinstance(example, (str, os.PathLike)) else ""
+    return require_mono(data, "learn_bases", what), sr, stem
 
 
 def learn_bases(
@@ -86,20 +105,21 @@ def learn_bases(
     hop_size: int = -1,
     fft_size: int = -1,
     iterations: int = 100,
-    seed: int = 0,
+    seed: int = -1,
     sample_rate: int | None = None,
 ) -> Kit:
     """Learn ``components_per_file`` bases from each example and stack them into one kit.
 
     Args:
-        examples: audio file paths, or arrays (samples,) / (samples, channels); multichannel
-            examples are mixed down to mono.
+        examples: mono audio file paths or arrays (samples,) (one channel each: pass ``x[:, c]``
+            or ``bufnmf.mixdown(x)`` for several).
         components_per_file: bases learnt from each example (>= 1).
         labels: one label per example (default: the file's stem, or ``example<i>`` for arrays);
             with several bases per file they are numbered ``label-1``, ``label-2``, ...
         merge_labels: average the bases that share a label into one (then unit norm).
         window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
-        iterations, seed: NMF settings for each example (seed fixed by default: reproducible kits).
+        iterations: NMF iterations for each example. seed: the start of every example's NMF
+            (-1 draws one, recorded as ``kit.seed`` and in the sidecar; >= 0 reproduces a kit).
         sample_rate: Hz of array examples (files carry their own).
 
     Returns:
@@ -109,9 +129,11 @@ def learn_bases(
         raise BufNMFError("learn_bases needs at least one example sound")
     if labels is not None and len(labels) != len(examples):
         raise BufNMFError(f"{len(labels)} label(s) given for {len(examples)} example(s): give one label per example")
+    components_per_file = as_int("components_per_file", components_per_file)
     if components_per_file < 1:
         raise BufNMFError(f"components_per_file must be at least 1, got {components_per_file}")
     settings = resolve_fft_settings(window_size, hop_size, fft_size)
+    seed = resolve_seed(seed)
     columns: list[np.ndarray] = []
     names: list[str] = []
     rates: dict[str, int] = {}
@@ -121,8 +143,7 @@ def learn_bases(
         sr = sr if sr is not None else sample_rate
         if sr is not None:
             rates[str(example) if stem else f"example {i + 1}"] = sr
-        mono = mixdown(data)
-        res = decompose(mono, components=components_per_file, iterations=iterations, window_size=settings.window_size,
+        res = decompose(data, components=components_per_file, iterations=iterations, window_size=settings.window_size,
                         hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
                         precision="float64")
         label = labels[i] if labels is not None else (stem or f"example{i + 1}")
@@ -141,7 +162,7 @@ def learn_bases(
         bases = merged / np.where(norms > 0, norms, 1.0)
         names = order
     return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
-               next(iter(rates.values()), None), sources)
+               next(iter(rates.values()), None), sources, seed=seed)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:
@@ -151,11 +172,12 @@ def sidecar(path: str | os.PathLike[str]) -> Path:
 
 def kit_metadata(kit: Kit) -> dict:
     """The sidecar JSON contents of ``kit``."""
-    from . import __version__
+    from .. import __version__
 
     return {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
             "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate,
-            "sources": kit.sources, "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm"}
+            "sources": kit.sources, "seed": kit.seed,
+            "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm"}
 
 
 def load_kit(path: str | os.PathLike[str]) -> Kit:
@@ -164,7 +186,7 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
     Without a sidecar (e.g. a buffer exported from Max), labels are ``1..n`` and the FFT
     size is inferred from the row count (window = fft, hop = window / 2), sample rate unknown.
     """
-    from .io import read_buffer
+    from ..io.audio import read_buffer
 
     bases, _ = read_buffer(path, "bases")
     meta_path = sidecar(path)
@@ -174,6 +196,8 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
             labels = [str(x) for x in meta["labels"]]
             w, h, f = int(meta["window_size"]), int(meta["hop_size"]), int(meta["fft_size"])
             sr = meta.get("sample_rate")
+            kit_seed = meta.get("seed")
+            kit_seed = None if kit_seed is None else int(kit_seed)
         except (ValueError, KeyError, TypeError) as exc:
             raise BufNMFError(f"kit description {meta_path} is not valid ({exc}): remove it or learn the kit again") \
                 from None
@@ -182,7 +206,7 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
         if bases.shape[0] != f // 2 + 1:
             raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
                               f"({f // 2 + 1} rows)")
-        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr))
+        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr), seed=kit_seed)
     f = (bases.shape[0] - 1) * 2
     return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None,
                settings_known=False)
@@ -190,7 +214,7 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
 
 def save_kit(kit: Kit, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
     """Write ``kit`` as a float32 WAV (or .npy) buffer plus its JSON sidecar, atomically."""
-    from .io import OutputSet
+    from ..io.outputs import OutputSet
 
     p = Path(path)
     if p.suffix.lower() not in (".wav", ".npy"):

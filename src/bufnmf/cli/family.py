@@ -1,0 +1,176 @@
+"""``bufnmf stft``, ``seed``, ``match``, ``filter``, ``cross`` and ``morph``: the rest of FluCoMa's family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import BufNMFError
+from ..workflows.jobs import cross_job, filter_job, istft_job, match_job, morph_job, seed_job, stft_job
+from .common import F, channel_choice, channel_options, fft_options, output_options, report_written, say, seed_option
+
+
+@click.command("stft", epilog="""\b
+Examples:
+  bufnmf stft voice.wav -o voice-stft                 # magnitude.wav, phase.wav (+ .npy), stft.json
+  bufnmf stft --inverse voice-stft -o voice-again.wav
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder (forward) or audio file (--inverse).")
+@click.option("--inverse", is_flag=True, help="SOURCE is a folder written by 'bufnmf stft': resynthesise it.")
+@click.option("--padding", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="0 none, 1 window/2 each side, 2 window-hop each side.")
+@fft_options()
+@channel_options
+@output_options
+def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: int | None, hop_size: int | None,
+         fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool, debug: bool) -> None:
+    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio."""
+    if inverse:
+        job = istft_job(source, output, force=force)
+    else:
+        job = stft_job(source, output, padding=padding, window_size=window_size, hop_size=hop_size,
+                       fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+        if not job.summary["wav_buffers"]:
+            say(quiet, f"note: {job.summary['bins']} bins exceed WAV's 1024-channel limit: wrote .npy buffers only")
+    report_written(quiet, job.outputs)
+
+
+@click.command("seed", epilog="""\b
+Examples:
+  bufnmf seed drums.wav -o seeds --coverage 0.6
+  bufnmf decompose drums.wav -o parts --bases seeds/bases.wav --activations seeds/activations.wav
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the seed buffers.")
+@click.option("-k", "--components", type=int, default=-1, show_default=True, help="-1: from --coverage.")
+@click.option("--coverage", type=float, default=0.5, show_default=True,
+              help="Fraction of the singular values' energy to cover.")
+@click.option("--method", type=click.Choice(["nndsvd", "nndsvda", "nndsvdar"]), default="nndsvd", show_default=True)
+@seed_option
+@fft_options()
+@channel_options
+@output_options
+def seed(source: Path, outdir: Path, components: int, coverage: float, method: str, seed: int,
+         window_size: int | None, hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool,
+         quiet: bool, force: bool, debug: bool) -> None:
+    """BufNMFSeed: NNDSVD starting bases and activations for 'bufnmf decompose'."""
+    job = seed_job(source, outdir, components=components, coverage=coverage, method=method, seed=seed,
+                   window_size=window_size, hop_size=hop_size, fft_size=fft_size,
+                   channel=channel_choice(start_chan, mixdown), force=force)
+    say(quiet, f"{job.summary['components']} components cover {job.summary['coverage']:.1%} of the singular-value "
+               "energy")
+    report_written(quiet, job.outputs)
+
+
+def _realtime_options(f: F) -> F:
+    f = click.option("--iterations", type=int, default=10, show_default=True, help="KL updates per frame.")(f)
+    return seed_option(f)
+
+
+@click.command("match", epilog="""\b
+Example:
+  bufnmf match loop.wav --bases kit.wav -o activations.csv
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Activations file: .csv or .json.")
+@_realtime_options
+@fft_options(kit=True)
+@channel_options
+@output_options
+def match(source: Path, bases_path: str, output: Path, iterations: int, seed: int, window_size: int | None,
+          hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool,
+          debug: bool) -> None:
+    """NMFMatch over a file: each frame's activation of each basis (streamed as in real time)."""
+    job = match_job(source, bases_path, output, iterations=iterations, seed=seed, window_size=window_size,
+                    hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+    say(quiet, f"{job.summary['frames']} frames x {len(job.summary['labels'])} bases")
+    report_written(quiet, job.outputs)
+
+
+@click.command("filter", epilog="""\b
+Example:
+  bufnmf filter loop.wav --bases kit.wav -o filtered     # component_<label>.wav, latency removed
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the components.")
+@_realtime_options
+@fft_options(kit=True)
+@channel_options
+@output_options
+def filter_(source: Path, bases_path: str, outdir: Path, iterations: int, seed: int, window_size: int | None,
+            hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool,
+            force: bool, debug: bool) -> None:
+    """NMFFilter over a file: one mono file per basis, summing to the source."""
+    job = filter_job(source, bases_path, outdir, iterations=iterations, seed=seed, window_size=window_size,
+                     hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+    report_written(quiet, job.outputs)
+
+
+@click.command("cross", epilog="""\b
+Examples:
+  bufnmf cross bees.wav speech.wav -o buzzing-speech.wav
+  bufnmf cross bees.wav speech.wav -o out.wav --polyphony 3 --continuity 11 --seed 1
+""")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("--time-sparsity", type=int, default=7, show_default=True, help="Odd: repetition window in frames.")
+@click.option("--polyphony", type=int, default=10, show_default=True, help="Source frames sounding at once.")
+@click.option("--continuity", type=int, default=7, show_default=True, help="Odd: diagonal smoothing length.")
+@click.option("--iterations", type=int, default=50, show_default=True)
+@seed_option
+@fft_options()
+@click.option("--max-memory", type=str, default=None, help="Refuse runs estimated above this (e.g. 4G).")
+@channel_options
+@output_options
+def cross(source: Path, target: Path, output: Path, time_sparsity: int, polyphony: int, continuity: int,
+          iterations: int, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
+          max_memory: str | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool,
+          debug: bool) -> None:
+    """BufNMFCross: rebuild TARGET from the sound of SOURCE (audio mosaicing)."""
+    job = cross_job(source, target, output, time_sparsity=time_sparsity, polyphony=polyphony, continuity=continuity,
+                    iterations=iterations, seed=seed, window_size=window_size, hop_size=hop_size, fft_size=fft_size,
+                    max_memory=max_memory, channel=channel_choice(start_chan, mixdown), force=force)
+    say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
+               f"seed {job.summary['seed']})")
+
+
+@click.command("morph", epilog="""\b
+Examples:
+  bufnmf decompose flute.wav -o flute -k 3 ; bufnmf decompose voice.wav -o voice -k 3
+  bufnmf morph --source-bases flute/bases.wav --target-bases voice/bases.wav \\
+               --activations flute/activations.wav -o morph.wav --interpolation 0.3
+  bufnmf morph ... --interpolation 0,1          # a curve: glide from source to target
+""")
+@click.option("--source-bases", "source_path", required=True, type=str, help="Bases buffer to morph from.")
+@click.option("--target-bases", "target_path", required=True, type=str, help="Bases buffer to morph to.")
+@click.option("--activations", "acts_path", required=True, type=str, help="Activations buffer to play.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("--interpolation", type=str, default="0.5", show_default=True,
+              help="0..1, or comma-separated values for a curve over the output.")
+@click.option("--no-autoassign", is_flag=True, help="Pair basis k with basis k instead of by transport cost.")
+@click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
+@seed_option
+@fft_options()
+@output_options
+def morph(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str, no_autoassign: bool,
+          sample_rate: int | None, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
+          quiet: bool, force: bool, debug: bool) -> None:
+    """NMFMorph offline: morph source bases into target bases under the given activations."""
+    try:
+        curve = [float(v) for v in interpolation.split(",")]
+    except ValueError:
+        raise BufNMFError(f"--interpolation {interpolation!r} must be a number or comma-separated numbers") from None
+    job = morph_job(source_path, target_path, acts_path, output, interpolation=curve[0] if len(curve) == 1 else curve,
+                    autoassign=not no_autoassign, sample_rate=sample_rate, seed=seed, window_size=window_size,
+                    hop_size=hop_size, fft_size=fft_size, force=force)
+    say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
+               f"seed {job.summary['seed']})")

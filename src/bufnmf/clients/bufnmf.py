@@ -1,0 +1,504 @@
+"""The BufNMF client: FluCoMa's parameters, validation and buffer layouts over the numerics.
+
+Buffers follow FluCoMa: frames x channels, output channel ``chan * components + k``.
+
+:func:`decompose` runs in three steps, so that a run that cannot work is refused before any
+work or allocation in proportion to the components or the sound's length:
+
+1. :func:`prepare` checks every parameter and array and makes a :class:`DecomposePlan`
+   (shapes, seed, kernel, memory estimate), refusing a plan that would not fit;
+2. :func:`run` factorises and resynthesises each channel in turn.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..checks import as_int, check_seed, resolve_seed
+from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..dsp.masks import resynthesise
+from ..dsp.random import flucoma_init
+from ..dsp.stft import stft_complex
+from ..errors import BufNMFError, BufNMFWarning, Cancelled
+from ..models.mu import kl_divergence, multiplicative_update, prepare_start, resolve_kernel
+from ..resources import MAX_ITERATIONS, MemoryEstimate, check_fits, estimate, page_releaser
+from .common import load_source, parse_mode, select
+
+ProgressCallback = Callable[[int, int], "bool | None"]
+
+_LOUD = 2.0**32  # peaks above this are scaled down (exactly, by a power of two) before the STFT
+PRECISIONS = {"float32": np.float32, "float64": np.float64}
+SMOOTH_METHODS = ("median", "mean")
+
+
+@dataclass
+class DecomposeResult:
+    """What :func:`decompose` returns.
+
+    Attributes:
+        bases: float32, shape (fft_size // 2 + 1, channels * components); unit L2 norm per column.
+        activations: float32, shape (num_frames // hop_size + 1, channels * components);
+            each channel's block scaled so its largest value is 1.
+        resynth: float32, shape (num_frames, channels * components), or None.
+        components, iterations, window_size, hop_size, fft_size: resolved parameters.
+        num_samples: samples analysed per channel (``num_frames`` resolved).
+        num_channels: channels analysed. start_frame, start_chan: where the selection starts.
+        seed: the seed actually used (a drawn one when -1 was asked), to reproduce the run.
+        divergences: per channel, the KL divergence after each iteration (when tracked).
+        precision: "float32" or "float64", the arithmetic of the factorisation.
+        extra_components: how many of each channel's components (the last ones) were learnt
+            freely beside supplied bases.
+        kernel: the NMF kernel that ran ("numba" or "numpy").
+        sample_rate: the source file's rate in Hz when a path was given, else None.
+    """
+
+    bases: np.ndarray
+    activations: np.ndarray
+    resynth: np.ndarray | None
+    components: int
+    iterations: int
+    window_size: int
+    hop_size: int
+    fft_size: int
+    num_samples: int
+    num_channels: int
+    start_frame: int
+    start_chan: int
+    seed: int
+    bases_mode: int
+    act_mode: int
+    precision: str
+    divergences: list[list[float]] = field(default_factory=list)
+    extra_components: int = 0
+    kernel: str = ""
+    sample_rate: int | None = None
+
+    @property
+    def num_bins(self) -> int:
+        """Frequency bins, ``fft_size // 2 + 1``."""
+        return self.fft_size // 2 + 1
+
+    @property
+    def num_hops(self) -> int:
+        """Activation frames, ``num_samples // hop_size + 1``."""
+        return self.num_samples // self.hop_size + 1
+
+    def channel_block(self, array: np.ndarray, chan: int) -> np.ndarray:
+        """Columns ``chan * components .. + components`` of a buffer-layout array."""
+        k = self.components
+        return array[:, chan * k : (chan + 1) * k]
+
+
+@dataclass(frozen=True)
+class DecomposePlan:
+    """A checked decomposition: every resolved parameter and the memory it needs; nothing allocated.
+
+    Attributes:
+        settings: resolved FFT settings.
+        num_samples, num_channels: the selection's size.
+        components: components per channel, extra components included.
+        extra_components: free components learnt beside supplied bases.
+        iterations: iterations that learn something (0 when both sides are fixed).
+        seed: the seed the run uses (drawn when -1 was asked).
+        bases_mode, act_mode: 0 none, 1 seed, 2 fixed (as asked).
+        precision: "float32" or "float64". kernel: "numba" or "numpy".
+        resynth: whether the components' audio is made. memory: the estimate that passed.
+        smooth_frames, smooth_method: activation smoothing before resynthesis.
+        start_frame, start_chan: where the selection starts.
+    """
+
+    settings: FFTSettings
+    num_samples: int
+    num_channels: int
+    components: int
+    extra_components: int
+    iterations: int
+    seed: int
+    bases_mode: int
+    act_mode: int
+    precision: str
+    kernel: str
+    resynth: bool
+    memory: MemoryEstimate
+    smooth_frames: int
+    smooth_method: str
+    start_frame: int
+    start_chan: int
+
+    @property
+    def bins(self) -> int:
+        return self.settings.bins
+
+    @property
+    def hops(self) -> int:
+        return self.settings.num_frames(self.num_samples)
+
+    @property
+    def learn_bases_mask(self) -> np.ndarray | bool:
+        """Which bases learn: all/none, or the extras only beside fixed supplied bases."""
+        if not self.extra_components:
+            return self.bases_mode != 2
+        supplied = self.components - self.extra_components
+        return np.array([self.bases_mode != 2] * supplied + [True] * self.extra_components)
+
+
+@dataclass
+class Prepared:
+    """A plan with the checked inputs it runs on (views of the caller's arrays)."""
+
+    plan: DecomposePlan
+    data: np.ndarray  # the selection, (num_samples, num_channels), the caller's dtype
+    bases: np.ndarray | None  # float64 (bins, channels * supplied components), or None
+    activations: np.ndarray | None  # float64 (hops, channels * components), or None
+    sample_rate: int | None
+    source_copy: bool
+
+
+def _seed_buffer(name: str, mode_name: str, array: object, rows: int, components: int, channels: int,
+                 rows_desc: str) -> np.ndarray:
+    """Validate a seed/fixed buffer; returns float64 (rows, channels * components)."""
+    try:
+        raw = np.asarray(array)
+    except (TypeError, ValueError) as exc:
+        raise BufNMFError(f"{name} must be a numeric array: {exc}") from None
+    if raw.dtype.kind not in "fiu" or raw.dtype == np.bool_:
+        raise BufNMFError(f"{name} must hold real numbers, got dtype {raw.dtype}: pass magnitudes, e.g. np.abs(...)")
+    if raw.ndim == 1:
+        raw = raw.reshape(-1, 1)
+    if raw.ndim != 2:
+        raise BufNMFError(f"{name} must be 2-D (frames, channels) in FluCoMa layout, got shape {raw.shape}")
+    wanted = channels * components
+    if raw.shape[0] != rows or raw.shape[1] not in (wanted, components):
+        cols = f"{wanted}" if channels == 1 else f"{wanted} (channels * components) or {components}"
+        raise BufNMFError(
+            f"{name} has shape {raw.shape}, expected ({rows}, {cols}): {rows} rows ({rows_desc}) and "
+            f"one column per component per channel; supply a matching buffer or set {mode_name}=0"
+        )
+    arr = raw.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise BufNMFError(f"{name} contains NaN or infinite values: supply finite, non-negative values")
+    if (arr < 0).any():
+        raise BufNMFError(
+            f"{name} contains negative values (min {arr.min():.6g}): NMF needs non-negative values; "
+            "pass magnitudes, e.g. np.abs(...)"
+        )
+    if arr.shape[1] == components and channels > 1:
+        arr = np.tile(arr, (1, channels))
+    return arr
+
+
+def _checked_side(name: str, mode_name: str, array: object, mode: int, rows: int, components: int, channels: int,
+                  rows_desc: str) -> np.ndarray | None:
+    if mode == 0:
+        if array is not None:
+            warnings.warn(f"{name} given but {mode_name} is 0 ('none'): ignored; "
+                          f"set {mode_name}='seed' or 'fixed' to use it", BufNMFWarning, stacklevel=4)
+        return None
+    if array is None:
+        label = "seed" if mode == 1 else "fixed"
+        raise BufNMFError(f"{mode_name} is {mode} ('{label}') but no {name} were given: "
+                          f"pass {name}=<array>, or set {mode_name}=0")
+    return _seed_buffer(name, mode_name, array, rows, components, channels, rows_desc)
+
+
+def prepare(
+    source: object,
+    components: int = 1,
+    iterations: int = 100,
+    window_size: int = 1024,
+    hop_size: int = -1,
+    fft_size: int = -1,
+    seed: int = -1,
+    bases: np.ndarray | None = None,
+    bases_mode: int | str = 0,
+    activations: np.ndarray | None = None,
+    act_mode: int | str = 0,
+    resynth: bool = True,
+    start_frame: int = 0,
+    num_frames: int = -1,
+    start_chan: int = 0,
+    num_chans: int = -1,
+    *,
+    precision: str = "float32",
+    kernel: str = "auto",
+    resynth_streamed: bool = False,
+    extra_components: int = 0,
+    smooth_frames: int = 0,
+    smooth_method: str = "median",
+    max_memory: int | None = None,
+) -> Prepared:
+    """Check everything :func:`decompose` takes and plan the run; allocate nothing in proportion to it.
+
+    Takes :func:`decompose`'s parameters (``resynth_streamed``: the resynthesis goes to a caller's
+    buffer, e.g. a memory map, and is not counted as memory).
+
+    Raises:
+        BufNMFError: any bad parameter or array, or a plan whose memory estimate exceeds
+            ``max_memory`` (default: the memory available now), with the estimate.
+    """
+    data, sample_rate = load_source(source)
+    components = as_int("components", components)
+    iterations = as_int("iterations", iterations)
+    if components < 1:
+        raise BufNMFError(f"components must be at least 1, got {components}")
+    if iterations < 1:
+        raise BufNMFError(f"iterations must be at least 1, got {iterations}")
+    if iterations > MAX_ITERATIONS:
+        raise BufNMFError(f"iterations {iterations} is more than {MAX_ITERATIONS}: KL updates have long converged "
+                          "by then; use fewer")
+    check_seed(seed)
+    try:
+        resolve_kernel(kernel)  # checks the name; the choice for "auto" depends on the job's size
+    except ValueError as exc:
+        raise BufNMFError(str(exc)) from None
+    if precision not in PRECISIONS:
+        raise BufNMFError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    b_mode = parse_mode("bases_mode", bases_mode)
+    a_mode = parse_mode("act_mode", act_mode)
+    extra = as_int("extra_components", extra_components)
+    if extra < 0:
+        raise BufNMFError(f"extra_components must be >= 0, got {extra}")
+    smooth = as_int("smooth_frames", smooth_frames)
+    if smooth < 0:
+        raise BufNMFError(f"smooth_frames must be >= 0, got {smooth}")
+    if smooth_method not in SMOOTH_METHODS:
+        raise BufNMFError(f"smooth_method must be 'median' or 'mean', got {smooth_method!r}")
+    settings = resolve_fft_settings(window_size, hop_size, fft_size)
+    sel = select(data, start_frame, num_frames, start_chan, num_chans)
+    n, channels = sel.shape
+    if smooth > settings.num_frames(n):
+        raise BufNMFError(f"smooth_frames {smooth} is longer than the {settings.num_frames(n)} activation frames: "
+                          "use fewer frames (or 0 for no smoothing)")
+    bins, hops = settings.bins, settings.num_frames(n)
+    W_in = _checked_side("bases", "bases_mode", bases, b_mode, bins, components, channels,
+                         f"fft_size // 2 + 1 for fft_size {settings.fft_size}")
+    H_in = _checked_side("activations", "act_mode", activations, a_mode, hops, components, channels,
+                         f"num_frames // hop_size + 1 = {n} // {settings.hop_size} + 1")
+    if extra:
+        if W_in is None:
+            raise BufNMFError("extra_components needs bases to go beside: pass bases=<array> with "
+                              "bases_mode='fixed' or 'seed'")
+        if a_mode != 0:
+            raise BufNMFError("extra_components cannot be combined with supplied activations: set act_mode=0")
+    total_k = components + extra
+    if b_mode == 2 and a_mode == 2 and not resynth:
+        warnings.warn("bases and activations both fixed and resynth off: no work to do", BufNMFWarning, stacklevel=3)
+    if resynth and settings.hop_size > settings.window_size // 2:
+        warnings.warn(
+            f"hop_size {settings.hop_size} is more than half of window_size {settings.window_size}: the Hann "
+            "windows leave parts of the sound (its end especially) uncovered, so the components may not sum "
+            "to the input; use hop_size <= window_size // 2", BufNMFWarning, stacklevel=3)
+    learn_iters = 0 if (b_mode == 2 and a_mode == 2) else iterations
+    chosen = resolve_kernel(kernel, (bins, hops, total_k, learn_iters))
+    source_copy = sel.dtype not in (np.float32, np.float64)
+    memory = estimate(n, channels, total_k, settings, precision, resynth, resynth_streamed, chosen, source_copy)
+    check_fits(memory, max_memory)
+    plan = DecomposePlan(
+        settings=settings, num_samples=n, num_channels=channels, components=total_k, extra_components=extra,
+        iterations=learn_iters, seed=resolve_seed(seed), bases_mode=b_mode, act_mode=a_mode, precision=precision,
+        kernel=chosen, resynth=bool(resynth), memory=memory, smooth_frames=smooth, smooth_method=smooth_method,
+        start_frame=as_int("start_frame", start_frame), start_chan=as_int("start_chan", start_chan),
+    )
+    return Prepared(plan, sel, W_in, H_in, sample_rate, source_copy)
+
+
+def _start(prep: Prepared) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The start of every channel: supplied buffers (with the free extras beside) or FluCoMa's random start.
+
+    Returns ``(W, H)``: W (bins, channels * K) or None, H (hops, channels * K) or None; None means
+    "the seeded random start", the same for every channel, made per channel in :func:`run`.
+    """
+    p = prep.plan
+    if prep.bases is None or not p.extra_components:
+        return prep.bases, prep.activations
+    supplied = p.components - p.extra_components
+    free = flucoma_init(p.seed, p.bins, p.components)[:, supplied:]
+    W = np.concatenate([np.concatenate([prep.bases[:, c * supplied:(c + 1) * supplied], free], axis=1)
+                        for c in range(p.num_channels)], axis=1)
+    return W, prep.activations
+
+
+def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_divergence: bool = False,
+        resynth_out: np.ndarray | None = None) -> DecomposeResult:
+    """Run a prepared decomposition: each channel's STFT, factorisation and resynthesis in turn."""
+    p = prep.plan
+    K, C, bins, hops, n = p.components, p.num_channels, p.bins, p.hops, p.num_samples
+    dtype = PRECISIONS[p.precision]
+    W_in, H_in = _start(prep)
+    out_W = np.empty((bins, C * K), dtype=np.float32)
+    out_H = np.empty((hops, C * K), dtype=np.float32)
+    out_R = _resynth_buffer(resynth_out, n, C * K) if p.resynth else None
+    release = page_releaser(out_R) if out_R is not None and resynth_out is not None else None
+    total = p.iterations * C
+    W_rand = flucoma_init(p.seed, bins, K) if W_in is None else None
+    H_rand = flucoma_init(p.seed, K, hops) if H_in is None else None
+    divergences: list[list[float]] = []
+    for c in range(C):
+        cols = slice(c * K, (c + 1) * K)
+        chan = prep.data[:, c]
+        # Very loud (but finite) input would overflow the spectra: scale by a power of two,
+        # which is exact, and undo it on the resynthesis. Everything else is scale-free.
+        loudest = float(np.max(np.abs(chan.astype(np.float64) if chan.dtype.kind != "f" else chan)))
+        gain = 2.0 ** -np.ceil(np.log2(loudest / _LOUD)) if loudest > _LOUD else 1.0
+        X = stft_complex(chan * gain if gain != 1.0 else chan, p.settings,
+                         dtype=np.complex64 if dtype == np.float32 else np.complex128)
+        V = np.abs(X)
+        if out_R is None:
+            del X
+        W0 = W_in[:, cols] if W_in is not None else W_rand
+        H0 = H_in[:, cols].T if H_in is not None else H_rand
+        assert W0 is not None and H0 is not None
+        W, H = prepare_start(W0, H0, dtype)
+        step = None if progress is None else _offset_progress(progress, c * p.iterations, total)
+        res = multiplicative_update(V, W, H, p.iterations, update_bases=p.learn_bases_mask,
+                                    update_activations=p.act_mode != 2, progress=step,
+                                    track_divergence=track_divergence, kernel=p.kernel)
+        if res.iterations < p.iterations:
+            raise Cancelled(f"cancelled by the progress callback after {c * p.iterations + res.iterations} "
+                            f"of {total} iterations")
+        W, H = res.bases, res.activations
+        if p.smooth_frames > 1:
+            H = smooth_rows(H, p.smooth_frames, p.smooth_method)
+        divs = res.divergences if track_divergence else []
+        if track_divergence and p.iterations == 0:
+            divs = [kl_divergence(V, W, H)]
+        divergences.append(divs)
+        out_W[:, cols] = W
+        peak = float(H.max())
+        out_H[:, cols] = (H / peak).T if peak > 0 else H.T
+        if out_R is not None:
+            block = resynthesise(X, W, H, p.settings, n, out=out_R[:, cols], release=release)
+            if gain != 1.0:
+                block /= gain
+            del X
+    return DecomposeResult(
+        bases=out_W, activations=out_H, resynth=out_R, components=K, iterations=p.iterations,
+        window_size=p.settings.window_size, hop_size=p.settings.hop_size, fft_size=p.settings.fft_size,
+        num_samples=n, num_channels=C, start_frame=p.start_frame, start_chan=p.start_chan, seed=p.seed,
+        bases_mode=p.bases_mode, act_mode=p.act_mode, precision=p.precision, divergences=divergences,
+        extra_components=p.extra_components, kernel=p.kernel, sample_rate=prep.sample_rate,
+    )
+
+
+def _offset_progress(progress: ProgressCallback, offset: int, total: int) -> Callable[[int], bool | None]:
+    def step(done: int) -> bool | None:
+        return progress(offset + done, total)
+
+    return step
+
+
+def decompose(
+    source: object,
+    components: int = 1,
+    iterations: int = 100,
+    window_size: int = 1024,
+    hop_size: int = -1,
+    fft_size: int = -1,
+    seed: int = -1,
+    bases: np.ndarray | None = None,
+    bases_mode: int | str = 0,
+    activations: np.ndarray | None = None,
+    act_mode: int | str = 0,
+    resynth: bool = True,
+    start_frame: int = 0,
+    num_frames: int = -1,
+    start_chan: int = 0,
+    num_chans: int = -1,
+    progress: ProgressCallback | None = None,
+    *,
+    precision: str = "float32",
+    track_divergence: bool = False,
+    kernel: str = "auto",
+    resynth_out: np.ndarray | None = None,
+    extra_components: int = 0,
+    smooth_frames: int = 0,
+    smooth_method: str = "median",
+    max_memory: int | None = None,
+) -> DecomposeResult:
+    """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
+
+    Each selected channel is STFT'd (periodic Hann, ``window_size // 2`` zero samples in front),
+    its magnitude ``V`` (bins x hops) factorised as ``W H`` by KL multiplicative updates, and
+    each component resynthesised by ratio-masking the complex STFT.
+
+    Args:
+        source: samples, shape (samples,) or (samples, channels), any real dtype (not modified),
+            or an audio file path (its rate is returned as ``result.sample_rate``).
+        components: number of components K (>= 1).
+        iterations: multiplicative-update iterations (>= 1).
+        window_size, hop_size, fft_size: FFT settings in samples (hop -1: window // 2;
+            fft -1: next power of two >= window).
+        seed: >= 0 reproduces FluCoMa's seeded start exactly; -1 draws a fresh seed
+            (returned as ``result.seed``).
+        bases: (fft_size // 2 + 1, channels * K) or (fft_size // 2 + 1, K), FluCoMa layout.
+        bases_mode: 0/"none", 1/"seed" (start from ``bases``), 2/"fixed" (keep them).
+        activations: (num_frames // hop + 1, channels * K) or (..., K).
+        act_mode: as ``bases_mode``, for ``activations``.
+        resynth: compute the components' audio.
+        start_frame, num_frames: sample range (num_frames -1: to the end).
+        start_chan, num_chans: channel range (num_chans -1: all remaining).
+        progress: ``progress(done, total)`` after each iteration (total = iterations * channels);
+            returning False cancels with :class:`bufnmf.Cancelled`.
+        precision: "float32" (default: fast, half the memory; matches FluCoMa to ~1e-5)
+            or "float64" (FluCoMa's own arithmetic, bit-for-bit to float32 output).
+        track_divergence: record the KL divergence after every iteration per channel.
+        kernel: "numba", "numpy" or "auto": numba when it is installed and its compiled
+            kernels are ready (or the job is big enough to repay compiling them, ~20 s once),
+            else NumPy; same results to float rounding (see :func:`bufnmf.models.mu.resolve_kernel`).
+        resynth_out: optional float array of shape (num_frames, channels * components) that
+            receives the resynthesis instead of a new array, e.g. an ``np.memmap`` for files
+            whose components would not fit in memory; returned as ``result.resynth``.
+        extra_components: beyond FluCoMa: learn this many free components next to the
+            ``components`` supplied ``bases`` (bases_mode "seed" or "fixed"; with "fixed" only
+            the extra bases update). The result has ``components + extra_components`` per channel.
+        smooth_frames: smooth each learnt activation over this many frames (a median or
+            moving-average filter, ``smooth_method`` "median" or "mean") before resynthesis;
+            the returned activations are the smoothed ones. 0 or 1: no smoothing.
+        max_memory: refuse (before allocating) a run whose estimated peak memory exceeds this
+            many bytes; default the memory available now (see :mod:`bufnmf.resources`).
+
+    Returns:
+        :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.
+
+    Raises:
+        BufNMFError: any bad parameter or array, with what was given and what is expected.
+
+    Example:
+        >>> import numpy as np, bufnmf
+        >>> x = np.random.default_rng(0).standard_normal(44100)
+        >>> res = bufnmf.decompose(x, components=2, iterations=10, seed=1)
+        >>> res.bases.shape, res.activations.shape, res.resynth.shape
+        ((513, 2), (87, 2), (44100, 2))
+    """
+    prep = prepare(source, components, iterations, window_size, hop_size, fft_size, seed, bases, bases_mode,
+                   activations, act_mode, resynth, start_frame, num_frames, start_chan, num_chans,
+                   precision=precision, kernel=kernel, resynth_streamed=resynth_out is not None,
+                   extra_components=extra_components, smooth_frames=smooth_frames, smooth_method=smooth_method,
+                   max_memory=max_memory)
+    return run(prep, progress, track_divergence=track_divergence, resynth_out=resynth_out)
+
+
+def smooth_rows(H: np.ndarray, frames: int, method: str = "median") -> np.ndarray:
+    """Smooth each row of ``H`` (K x frames) over ``frames`` frames (median or moving average, centred)."""
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    if method == "median":
+        return median_filter(H, size=(1, frames), mode="nearest")
+    return uniform_filter1d(H, size=frames, axis=1, mode="nearest")
+
+
+def _resynth_buffer(given: np.ndarray | None, rows: int, cols: int) -> np.ndarray:
+    if given is None:
+        return np.empty((rows, cols), dtype=np.float32)
+    if not isinstance(given, np.ndarray) or given.shape != (rows, cols) or given.dtype.kind != "f":
+        shape = getattr(given, "shape", None)
+        dtype = getattr(given, "dtype", type(given).__name__)
+        raise BufNMFError(f"resynth_out has shape {shape} and dtype {dtype}, expected a float array of shape "
+                          f"({rows}, {cols}): num_frames x channels * components")
+    if not given.flags.writeable:
+        raise BufNMFError("resynth_out is read-only: pass a writable array")
+    return given

@@ -1,0 +1,134 @@
+"""Event files: CSV, JSON and standard MIDI files of detected onsets, and label -> MIDI note names."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BufNMFError
+
+# General MIDI percussion (channel 10) for common drum names.
+GM_DRUMS = {
+    "kick": 36, "bassdrum": 36, "bass_drum": 36, "bd": 36, "snare": 38, "sd": 38, "rim": 37, "rimshot": 37,
+    "clap": 39, "hihat": 42, "hi-hat": 42, "hat": 42, "hh": 42, "closedhat": 42, "closed_hihat": 42,
+    "pedalhat": 44, "openhat": 46, "open_hihat": 46, "oh": 46, "tom": 45, "lowtom": 41, "midtom": 47,
+    "hightom": 50, "crash": 49, "ride": 51, "cowbell": 56, "tambourine": 54, "shaker": 70,
+}
+_NOTE_RE = re.compile(r"^([A-Ga-g])([#b]?)(-?\d+)$")
+_PITCH = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+
+
+@dataclass
+class Event:
+    """One detected onset.
+
+    Attributes:
+        time: onset in seconds from the start of the source.
+        label: the component's label.
+        strength: the activation's peak after the onset, 0..1 (1 = the loudest activation of the source).
+        end: when the activation fell below the release threshold (seconds), for note-offs.
+    """
+
+    time: float
+    label: str
+    strength: float
+    end: float
+
+
+def note_number(label: str) -> int | None:
+    """MIDI note of a note-name label (C4 = 60, F#3, Bb2), else None."""
+    m = _NOTE_RE.match(label.strip())
+    if not m:
+        return None
+    letter, accidental, octave = m.groups()
+    n = 12 * (int(octave) + 1) + _PITCH[letter.lower()] + {"#": 1, "b": -1, "": 0}[accidental]
+    return n if 0 <= n <= 127 else None
+
+
+def note_hz(label: str) -> float | None:
+    """Frequency of a note-name label (A4 = 440 Hz), else None."""
+    n = note_number(label)
+    return None if n is None else 440.0 * 2 ** ((n - 69) / 12)
+
+
+def events_to_text(events: Sequence[Event], fmt: str) -> str:
+    """Events as CSV (columns time,label,strength,end) or JSON (a list of objects)."""
+    if fmt == "json":
+        return json.dumps([asdict(e) for e in events], indent=1) + "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["time", "label", "strength", "end"])
+    for e in events:
+        writer.writerow([f"{e.time:.6f}", e.label, f"{e.strength:.6f}", f"{e.end:.6f}"])
+    return buf.getvalue()
+
+
+def note_map(labels: Sequence[str], overrides: Mapping[str, int] | None = None) -> dict[str, tuple[int, bool]]:
+    """Label -> (MIDI note, is_drum): overrides, then General MIDI drum names, then note names."""
+    overrides = dict(overrides or {})
+    out: dict[str, tuple[int, bool]] = {}
+    missing = []
+    for lab in dict.fromkeys(labels):
+        key = lab.strip().lower()
+        if lab in overrides:
+            out[lab] = (int(overrides[lab]), key in GM_DRUMS)
+        elif key in GM_DRUMS:
+            out[lab] = (GM_DRUMS[key], True)
+        elif note_number(lab) is not None:
+            out[lab] = (int(note_number(lab)), False)  # type: ignore[arg-type]
+        else:
+            missing.append(lab)
+    if missing:
+        raise BufNMFError(f"no MIDI note for label(s) {', '.join(missing)}: map them with --note LABEL=NUMBER "
+                          "(e.g. --note kick=36), or use note names (C4) or drum names as labels")
+    for lab, (num, _) in out.items():
+        if not 0 <= num <= 127:
+            raise BufNMFError(f"MIDI note {num} for {lab} is outside 0..127")
+    return out
+
+
+def events_to_midi(events: Sequence[Event], overrides: Mapping[str, int] | None = None, bpm: float = 120.0) -> bytes:
+    """A standard MIDI file (type 0): drums on channel 10, pitched labels on channel 1, velocity from strength."""
+    import mido
+
+    mapping = note_map([e.label for e in events], overrides)
+    tpb = 480
+    ticks_per_second = tpb * bpm / 60.0
+    msgs: list[tuple[int, int, mido.Message]] = []
+    for e in events:
+        note, drum = mapping[e.label]
+        channel = 9 if drum else 0
+        vel = int(np.clip(round(e.strength * 127), 1, 127))
+        on = round(e.time * ticks_per_second)
+        off = max(on + 1, round(e.end * ticks_per_second))
+        msgs.append((on, 1, mido.Message("note_on", note=note, velocity=vel, channel=channel)))
+        msgs.append((off, 0, mido.Message("note_off", note=note, velocity=0, channel=channel)))
+    msgs.sort(key=lambda m: (m[0], m[1]))
+    track_ = mido.MidiTrack()
+    track_.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    now = 0
+    for tick, _, msg in msgs:
+        track_.append(msg.copy(time=tick - now))
+        now = tick
+    track_.append(mido.MetaMessage("end_of_track", time=0))
+    mid = mido.MidiFile(type=0, ticks_per_beat=tpb)
+    mid.tracks.append(track_)
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """"csv" or "json" from the file extension, else an error."""
+    ext = Path(path).suffix.lower()
+    if ext not in (".csv", ".json"):
+        raise BufNMFError(f"events output {path} must end in .csv or .json")
+    return ext[1:]

@@ -326,7 +326,7 @@ def test_serve_warns_for_other_hosts_and_refuses_a_busy_port():
         port = busy.getsockname()[1]
         proc = _start(["--port", str(port)])
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 2
+        assert proc.returncode == 2 and out == ""
         assert err == f"bufnmf: error: port {port} on 127.0.0.1 is in use: choose another with --port (--port 0 " \
                       "takes any free port)\n"
     proc = _start(["--host", "0.0.0.0", "--port", "0", "--max-jobs", "1"])

@@ -56,7 +56,7 @@ def server():
     root = Path(m.group(2))
     yield {"url": m.group(1), "root": root}
     proc.terminate()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert not root.exists()  # every session's files go with the server
 
@@ -121,7 +121,7 @@ def test_drum_loop_run_see_hear_download(context, server, data_dir, tmp_path):
     choose(page, src)
     run_and_wait(page, 3)
     timings = page.evaluate("bufnmf.timings")
-    print(f"\ndrum loop, K=3: result shown {timings['result_ready'] - timings['run_clicked']:.0f} ms after pressing run")
+    print(f"\ndrum loop, K=3: result shown {timings['result_ready'] - timings['run_clicked']:.0f} ms after run")
     # three players, both plots drawn in the three colours
     audios = page.locator("[data-testid=component-audio]")
     assert audios.count() == 3
@@ -136,8 +136,8 @@ def test_drum_loop_run_see_hear_download(context, server, data_dir, tmp_path):
     page.click("[data-testid=play-remix]")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=component-audio]')]"
                            ".every(a => !a.paused && a.currentTime > 0.3)")
-    times = page.evaluate("() => [document.querySelector('[data-testid=source-audio]').currentTime,"
-                          " ...[...document.querySelectorAll('[data-testid=component-audio]')].map(a => a.currentTime)]")
+    times = page.evaluate("() => [document.querySelector('[data-testid=source-audio]').currentTime, ...[..."
+                          "document.querySelectorAll('[data-testid=component-audio]')].map(a => a.currentTime)]")
     assert max(times) - min(times) < 0.1, times
     page.click("[data-testid=stop]")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=component-audio]')].every(a => a.paused)")

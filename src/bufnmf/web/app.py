@@ -43,8 +43,8 @@ STATIC = Path(str(resources.files("bufnmf.web") / "static"))
 PARAMS = ("components", "iterations", "window_size", "hop_size", "fft_size", "seed", "bases_mode",
           "extra_components")
 AUDIO_TYPES = {".wav": "audio/wav", ".aif": "audio/aiff", ".aiff": "audio/aiff", ".flac": "audio/flac",
-               ".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".json": "application/json", ".npy": "application/octet-stream",
-               ".mid": "audio/midi", ".png": "image/png", ".zip": "application/zip"}
+               ".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".json": "application/json",
+               ".npy": "application/octet-stream", ".mid": "audio/midi", ".png": "image/png", ".zip": "application/zip"}
 
 
 @dataclass
@@ -302,8 +302,12 @@ class Server:
                 track = True
         spec = {"kind": "decompose", "cwd": str(inputs), "source": source, "bases": bases, "params": params,
                 "track": track, "out_dir": str(folder / "out")}
-        k = params.get("components", "kit's" if kit is not None else 1)
-        title = f"{source}, {k} component{'s' if k != 1 else ''}" + (f" with {bases}" if bases else "")
+        if bases:
+            extra = params.get("extra_components")
+            title = f"{source} with the kit {bases}" + (f" and {extra} free component(s)" if extra else "")
+        else:
+            k = params.get("components", 1)
+            title = f"{source}, {k} component{'s' if k != 1 else ''}"
         return spec, title
 
     async def upload(self, s: Session, request: Request) -> Upload:

@@ -96,8 +96,10 @@ def describe(job: Job, out: Path, base: str) -> dict[str, Any]:
     labels = list(s.get("labels", []))
     parts = [{"label": labels[i] if i < len(labels) else n[len("component_"):-4], "file": n,
               "url": f"{url}/files/{n}?inline=1"} for i, n in enumerate(names)]
+    listed = [n for n in s.get("outputs", []) if n in files]  # in the order the job wrote them
+    ordered = listed + [n for n in files if n not in listed]
     downloads = [{"name": n, "url": f"{url}/files/{n}", "bytes": (out / n).stat().st_size, "group": _group(n)}
-                 for n in files]
+                 for n in ordered]
     if job.kind == "demo":
         source = {"name": "demo_loop.wav", "url": f"{url}/files/demo_loop.wav?inline=1"}
     else:

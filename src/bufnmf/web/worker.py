@@ -64,14 +64,14 @@ def plan(spec: dict[str, Any]) -> dict[str, Any]:
     """
     from ..workflows.jobs import decompose_job
 
-    with _inside(spec["cwd"]):
+    with _Inside(spec["cwd"]):
         job = decompose_job(spec["source"], spec["out_dir"], bases=spec.get("bases"),
                             **{k: spec["params"][k] for k in DECOMPOSE_PARAMS if k in spec["params"]},
                             plan_only=True)
     return job.summary
 
 
-class _inside:
+class _Inside:
     """Run with the job's input folder as the working directory, so that its messages and
     ``summary.json`` name the files as the user named them (``source mix.wav ...``)."""
 
@@ -102,7 +102,7 @@ def run_spec(spec: dict[str, Any], progress: Any, stage: Any) -> dict[str, Any]:
         # Sines: when bufnmf.sines lands, its job (sines_job) runs here as kind "sines".
         raise ValueError(f"unknown job kind {kind!r}")
     params = {k: spec["params"][k] for k in DECOMPOSE_PARAMS if k in spec["params"]}
-    with _inside(spec["cwd"]):
+    with _Inside(spec["cwd"]):
         job = decompose_job(spec["source"], out, bases=spec.get("bases"), progress=progress, **params)
         info = dict(job.summary)
         if spec.get("track"):
@@ -120,21 +120,19 @@ def run_spec(spec: dict[str, Any], progress: Any, stage: Any) -> dict[str, Any]:
 
 def _warm_up() -> None:
     """Import the numerics and load (or compile) the numba kernels, so the first job starts at once."""
-    import numpy as np
-
     from ..clients.bufnmf import decompose
-    from ..models.mu import available_kernels
+    from ..demo import drum_loop
 
-    noise = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
-    decompose(noise, components=2, iterations=2, seed=0, kernel="numba" if "numba" in available_kernels() else
-              "numpy")
+    loop = drum_loop(seconds=0.25)[0]
+    for track in (False, True):  # both kernels: with and without the divergence the jobs report
+        decompose(loop, components=2, iterations=2, seed=0, kernel="numba", track_divergence=track, resynth=False)
 
 
 def _limit_threads(threads: int) -> None:
     try:
         import numba
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, int(getattr(numba.config, "NUMBA_NUM_THREADS", threads)))))
     except ImportError:  # pragma: no cover - numba is a dependency
         pass
 
@@ -148,7 +146,7 @@ def main(conn: Connection, cancel: Any, threads: int, parent: int) -> None:
     _limit_threads(threads)
     try:
         _warm_up()
-    except Exception:  # noqa: BLE001 - a failed warm-up only costs the first job its compile time
+    except Exception:  # a failed warm-up only costs the first job its compile time
         pass
     conn.send(("ready",))
     while True:
@@ -167,10 +165,10 @@ def main(conn: Connection, cancel: Any, threads: int, parent: int) -> None:
         _limit_threads(int(spec.get("threads", threads)))
         last = [0.0]
 
-        def progress(done: int, total: int, _id: str = job_id) -> bool:
+        def progress(done: int, total: int, _id: str = job_id, _last: list[float] = last) -> bool:
             now = time.monotonic()
-            if done >= total or done <= 1 or now - last[0] >= PROGRESS_EVERY:
-                last[0] = now
+            if done >= total or done <= 1 or now - _last[0] >= PROGRESS_EVERY:
+                _last[0] = now
                 conn.send(("progress", _id, int(done), int(total), "running"))
             return not cancel.value
 
@@ -185,5 +183,5 @@ def main(conn: Connection, cancel: Any, threads: int, parent: int) -> None:
             conn.send(("done", job_id, info))
         except Cancelled:
             conn.send(("cancelled", job_id))
-        except Exception as exc:  # noqa: BLE001 - every error goes to the page as one line
+        except Exception as exc:  # every error goes to the page as one line
             conn.send(("error", job_id, error_message(exc)))

@@ -510,7 +510,7 @@ function drawActivations() {
   const laneMin = 64;
   holder.style.height = `${Math.max(220, 34 + evH + K * laneMin)}px`;
   const {g, w, h} = setupCanvas(holder);
-  const pad = {l: 104, r: 12, t: 6, b: 24};
+  const pad = {l: 118, r: 12, t: 6, b: 24};
   const {t0, t1} = state.view;
   const x = t => pad.l + (t - t0) / (t1 - t0) * (w - pad.l - pad.r);
   const plotW = w - pad.l - pad.r;

@@ -277,3 +277,23 @@ def test_demo_button(context, server):
     assert page.inner_text("[data-testid=source-name]") == "demo_loop.wav · the demo loop"
     assert page.js_errors == []
     shutil.rmtree(Path("bufnmf-demo"), ignore_errors=True)  # nothing is written beside the tests
+
+
+def test_stereo_has_a_channel_picker_and_a_stereo_remix(context, server, data_dir, tmp_path):
+    mix, sr = sf.read(data_dir / "drums" / "mix.wav", dtype="float32")
+    stereo = np.stack([mix, 0.5 * mix[::-1]], axis=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, sr, subtype="FLOAT")
+    page = open_page(context, server)
+    choose(page, path)
+    run_and_wait(page, 2)
+    assert page.is_visible("#channel-pick") and page.locator("#channel option").count() == 2
+    page.select_option("#channel", index=1)  # the second channel
+    assert page.get_attribute("[data-testid=activations-plot]", "data-channel") == "1"
+    assert all(n > 50 for n in colours_in(page, "bases-plot")[:2])
+    with page.expect_download() as dl:
+        page.click("[data-testid=remix-download]")
+    remix, rate = sf.read(dl.value.path(), dtype="float32", always_2d=True)
+    assert rate == sr and remix.shape == stereo.shape
+    np.testing.assert_allclose(remix, stereo, atol=1e-5)  # all gains 1: the parts sum back to the source
+    assert page.js_errors == []

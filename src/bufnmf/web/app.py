@@ -402,6 +402,13 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         s = srv.new_session()
         return JSONResponse({"id": s.id})
 
+    async def session_info(request: Request) -> Response:
+        try:
+            s = srv.session(request.path_params["sid"])
+        except ClientError as exc:
+            return err(exc)
+        return JSONResponse({"id": s.id, "jobs": len(s.jobs), "uploads": len(s.uploads)})
+
     async def end_session(request: Request) -> Response:
         s = srv.sessions.get(request.path_params["sid"])
         if s is not None:
@@ -549,6 +556,7 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         Route("/api/sessions", new_session, methods=["POST"]),
         Route(base + "/end", end_session, methods=["POST"]),
         Route(base, end_session, methods=["DELETE"]),
+        Route(base, session_info, methods=["GET"]),
         Route(base + "/uploads", upload, methods=["POST"]),
         Route(base + "/uploads/{uid}/{name}", uploaded_file),
         Route(base + "/jobs", submit, methods=["POST"]),

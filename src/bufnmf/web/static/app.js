@@ -39,6 +39,7 @@ function showError(message) {
   const box = $("error");
   box.textContent = message || "";
   box.hidden = !message;
+  if (message) box.scrollIntoView({block: "nearest"});
 }
 function showWarnings(list) {
   const box = $("warnings");
@@ -77,7 +78,18 @@ function listen() {
   const es = new EventSource(sessionUrl("/events"));
   es.addEventListener("job", ev => onJob(JSON.parse(ev.data)));
   es.addEventListener("bye", () => { es.close(); setServer("the server stopped: reload the page when it is back", "off"); });
-  es.onerror = () => setServer("connection lost: retrying…", "off");
+  es.onerror = async () => {
+    setServer("connection lost: retrying…", "off");
+    try {
+      await api(sessionUrl(""));
+    } catch (e) {
+      if (/session has ended/.test(e.message)) {  // the server restarted: this page's files are gone
+        es.close();
+        setServer("the server restarted: reload the page", "off");
+        showError(e.message);
+      }
+    }
+  };
   es.onopen = () => watchServer();
 }
 
@@ -602,6 +614,7 @@ function drawActivations() {
     g.lineWidth = 1.5;
     g.beginPath(); g.moveTo(x(now), pad.t); g.lineTo(x(now), h - pad.b); g.stroke();
   }
+  holder.dataset.channel = String(state.channel);
   holder.dataset.t0 = t0.toFixed(4);
   holder.dataset.t1 = t1.toFixed(4);
   holder.dataset.drawn = String(K);

@@ -291,6 +291,58 @@ def test_a_kit_fixes_the_bases_and_finds_the_hits_as_track_does(server, sid, tmp
                                axis=0), rtol=1e-5, atol=1e-7)  # fixed: the kit's bases (unit norm) as they were
 
 
+def test_other_sites_are_refused(tmp_path):
+    app = create_app(WebConfig(tmp_root=tmp_path / "root", local_only=True))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")  # no lifespan: no workers needed here
+    assert client.get("/").status_code == 200
+    assert client.post("/api/sessions", headers={"origin": "http://127.0.0.1:8000"}).status_code == 200
+    res = client.post("/api/sessions", headers={"origin": "http://evil.example"})
+    assert res.status_code == 403 and res.json()["error"] == "requests from another site (http://evil.example) are " \
+                                                             "refused"
+    res = client.get("/api/config", headers={"host": "evil.example:8000"})  # a name made to point here
+    assert res.status_code == 403 and "not 'evil.example:8000'" in res.json()["error"]
+    assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
+    assert client.get("/", headers={"host": "[::1]:8000"}).status_code == 200
+
+
+def test_a_session_whose_page_is_gone_is_ended(tmp_path):
+    app = create_app(WebConfig(max_jobs=1, tmp_root=tmp_path / "root", session_idle_s=0.2))
+    with TestClient(app) as client:
+        srv = app.state.server
+        sid = client.post("/api/sessions").json()["id"]
+        folder = srv.sessions[sid].folder
+        assert folder.is_dir()
+        end = time.monotonic() + 30
+        while folder.exists():  # no page listens: ended after session_idle_s
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        assert client.get(f"/api/sessions/{sid}").status_code == 410
+
+
+def test_a_job_waits_for_memory_beside_a_running_one(tmp_path, data_dir, monkeypatch):
+    app = create_app(WebConfig(max_jobs=2, tmp_root=tmp_path / "root"))
+    with TestClient(app) as client:
+        srv = app.state.server
+        sid = client.post("/api/sessions").json()["id"]
+        up = upload(client, sid, data_dir / "drums" / "mix.wav")
+        first = client.post(f"/api/sessions/{sid}/jobs", json={
+            "kind": "decompose", "source": up["id"], "params": {"components": 3, "iterations": 100000}}).json()
+        wait_job(client, sid, first["id"], ("running",), stage="running")
+        need = srv.runner.jobs[first["id"]].memory_bytes
+        monkeypatch.setattr("bufnmf.web.runner.available_memory", lambda: int(need * 1.5))  # room for one run
+        end = time.monotonic() + DEADLINE
+        while not all(w.ready for w in srv.runner.workers):  # a free worker: only memory can hold the next job
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        second = client.post(f"/api/sessions/{sid}/jobs", json={
+            "kind": "decompose", "source": up["id"], "params": {"components": 3, "iterations": 10}}).json()
+        info = client.get(f"/api/sessions/{sid}/jobs/{second['id']}").json()
+        assert info["state"] == "queued" and info["waiting_for_memory"] and info["position"] == 1
+        client.post(f"/api/sessions/{sid}/jobs/{first['id']}/cancel")
+        done = wait_job(client, sid, second["id"])
+        assert done["state"] == "done" and not done["waiting_for_memory"]
+
+
 # ----------------------------------------------------------------------------------------------
 # the command
 
@@ -309,7 +361,7 @@ def test_serve_prints_its_address_and_removes_its_files_when_stopped():
         root = Path(m.group(3))
         assert root.is_dir()
         with socket.create_connection(("127.0.0.1", int(m.group(2))), timeout=10) as s:
-            s.sendall(b"GET /api/config HTTP/1.0\r\n\r\n")
+            s.sendall(f"GET /api/config HTTP/1.0\r\nHost: 127.0.0.1:{m.group(2)}\r\n\r\n".encode())
             reply = s.makefile("rb").read().decode()
         assert reply.startswith("HTTP/1.1 200") and '"max_jobs":1' in reply
     finally:

@@ -85,7 +85,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = Fal
     real_port = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{real_port}/"
-    config = WebConfig(max_upload=max_upload, max_jobs=jobs, tmp_root=Path(tmp_root) if tmp_root else None)
+    config = WebConfig(max_upload=max_upload, max_jobs=jobs, tmp_root=Path(tmp_root) if tmp_root else None,
+                       local_only=is_loopback(host))
     app = create_app(config)
     srv = app.state.server
     if not is_loopback(host):

@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import BufNMFError
@@ -58,6 +61,10 @@ class WebConfig:
             temporary folder.
         session_idle_s: a session whose page has not been connected for this long is ended.
         keep_jobs: finished jobs a session keeps (older ones' files are removed when it runs another).
+        local_only: refuse requests whose ``Host`` is not a loopback name (a web site that makes its own
+            name point at 127.0.0.1, "DNS rebinding", cannot reach the page); ``bufnmf serve`` sets it
+            when it listens on loopback. Requests that change something are always refused when their
+            ``Origin`` is another site than the page's own.
     """
 
     max_upload: int = 500 * 2**20
@@ -65,6 +72,7 @@ class WebConfig:
     tmp_root: Path | None = None
     session_idle_s: float = 120.0
     keep_jobs: int = 2
+    local_only: bool = False
 
 
 @dataclass
@@ -304,7 +312,8 @@ class Server:
                 "track": track, "out_dir": str(folder / "out")}
         if bases:
             extra = params.get("extra_components")
-            title = f"{source} with the kit {bases}" + (f" and {extra} free component(s)" if extra else "")
+            free = f" and {extra} free component{'s' if extra != 1 else ''}" if extra else ""
+            title = f"{source} with the kit {bases}{free}"
         else:
             k = params.get("components", 1)
             title = f"{source}, {k} component{'s' if k != 1 else ''}"
@@ -352,7 +361,7 @@ class Server:
         stem = views.stem_of(job)
         target = folder / f"{stem}.zip"
         if not target.exists():
-            part = target.with_suffix(".zip.part")
+            part = folder / f".{target.name}.{secrets.token_hex(4)}.part"  # two requests: two parts, one wins
             with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
                 for name in views.output_files(folder / "out"):
                     zf.write(folder / "out" / name, f"{stem}/{name}")
@@ -568,6 +577,36 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         Route(base + "/events", events),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    guard = Middleware(SameSite, local_only=srv.config.local_only)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard])
     app.state.server = srv
     return app
+
+
+LOOPBACK_NAMES = {"", "localhost", "127.0.0.1", "::1", "[::1]"}  # "": no Host header (not a browser)
+
+
+class SameSite:
+    """Refuse requests from other sites: a changing request (POST, DELETE) whose ``Origin`` is not
+    the page's own host, and, with ``local_only``, any request whose ``Host`` is not a loopback name."""
+
+    def __init__(self, app: ASGIApp, local_only: bool) -> None:
+        self.app = app
+        self.local_only = local_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin1"): v.decode("latin1") for k, v in scope["headers"]}
+            host = headers.get("host", "")
+            origin = headers.get("origin")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            problem = None
+            if self.local_only and name not in LOOPBACK_NAMES and not name.startswith("127."):
+                problem = f"this server answers only to this machine's own names, not {host!r}"
+            elif scope["method"] not in ("GET", "HEAD") and origin not in (None, "null") \
+                    and urlsplit(origin).netloc != host:
+                problem = f"requests from another site ({origin}) are refused"
+            if problem is not None:
+                await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -400,3 +400,26 @@ def test_serve_options_are_checked(capsys):
     out = capsys.readouterr().out
     for opt in ("--host", "--port", "--open", "--max-upload", "--max-jobs"):
         assert opt in out
+
+
+def test_workers_that_cannot_start_are_reported_not_restarted_forever():
+    # A server started from a script read on stdin: spawned workers cannot import it and exit at once.
+    script = """
+import time
+from starlette.testclient import TestClient
+from bufnmf.web import WebConfig, create_app
+app = create_app(WebConfig(max_jobs=1))
+with TestClient(app) as c:
+    end = time.monotonic() + 60
+    while not c.get("/api/config").json()["broken"] and time.monotonic() < end:
+        time.sleep(0.05)
+    print(c.get("/api/config").json()["broken"])
+    sid = c.post("/api/sessions").json()["id"]
+    res = c.post(f"/api/sessions/{sid}/jobs", json={"kind": "demo"})
+    print(res.status_code, res.json()["error"])
+"""
+    proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    broken = "a worker process could not start (exit code 1): see the messages where the server runs"
+    assert lines == [broken, f"503 {broken}"], proc.stdout + proc.stderr
+    assert proc.stderr.count("Traceback") == 1  # one failed start, no restart loop

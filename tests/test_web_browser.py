@@ -297,3 +297,22 @@ def test_stereo_has_a_channel_picker_and_a_stereo_remix(context, server, data_di
     assert rate == sr and remix.shape == stereo.shape
     np.testing.assert_allclose(remix, stereo, atol=1e-5)  # all gains 1: the parts sum back to the source
     assert page.js_errors == []
+
+
+def test_dropping_a_file_chooses_it(context, server, data_dir):
+    import base64
+
+    page = open_page(context, server)
+    data = base64.b64encode((data_dir / "drums" / "mix.wav").read_bytes()).decode()
+    transfer = page.evaluate_handle("""b64 => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "dropped loop.wav", {type: "audio/wav"}));
+        return dt; }""", data)
+    page.dispatch_event("[data-testid=drop-zone]", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("[data-testid=drop-zone]", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("[data-testid=source-name][data-uploaded='1']")
+    assert page.inner_text("[data-testid=source-name]") == "dropped loop.wav · 775.3 KiB"
+    run_and_wait(page, 2)
+    assert page.inner_text("[data-testid=result-title]") == "dropped loop.wav, 2 components"
+    assert page.js_errors == []

@@ -59,6 +59,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = Fal
           announce: Callable[[str], None] = print) -> None:
     """Serve the page until interrupted (Ctrl-C or SIGTERM); the server's files are removed at the end.
 
+    The jobs run in worker processes started with ``spawn``: a script that calls this must do so
+    under ``if __name__ == "__main__":``. The workers load (the first time after installing:
+    compile) the numba kernels when the server starts; the page says so until they are ready.
+
     Args:
         host, port: where to listen (port 0: any free port). Only loopback by default; any other
             host lets anyone who can reach this machine use the page, which ``announce`` says.

@@ -241,6 +241,8 @@ class Server:
 
     async def submit(self, s: Session, body: dict[str, Any]) -> Job:
         assert self.runner is not None
+        if self.runner.broken:
+            raise ClientError(self.runner.broken, 503)
         kind = body.get("kind")
         jid = secrets.token_hex(6)
         folder = self.job_dir(s, jid)
@@ -405,7 +407,8 @@ def create_app(config: WebConfig | None = None) -> Starlette:
     async def config_(request: Request) -> Response:
         return JSONResponse({"version": __version__, "max_upload": srv.config.max_upload,
                              "max_upload_text": fmt_bytes(srv.config.max_upload), "max_jobs": srv.config.max_jobs,
-                             "workers_ready": srv.workers_ready, "kinds": ["decompose", "demo"]})
+                             "workers_ready": srv.workers_ready, "kinds": ["decompose", "demo"],
+                             "broken": srv.runner.broken if srv.runner else ""})
 
     async def new_session(request: Request) -> Response:
         s = srv.new_session()

@@ -143,6 +143,7 @@ class Runner:
         per = threads if threads is not None else max(1, cores // max_jobs)
         ctx = mp.get_context("spawn")
         self.closed = False
+        self.broken = ""  # why the workers cannot run, when they cannot
         self.workers = [_Worker(i, ctx, per, self._from_thread) for i in range(max_jobs)]
 
     # -- messages from the workers' reader threads
@@ -162,11 +163,18 @@ class Runner:
             if msg[2] is not w.process:  # an old process of a restarted worker
                 return
             job = self.jobs.get(w.job) if w.job else None
+            code = msg[1]
             if job is not None and not job.finished_state:
-                code = msg[1]
                 self._finish(job, "error", message=f"the worker running this job stopped unexpectedly (exit code "
                                                    f"{code}), perhaps out of memory: use fewer components, a "
                                                    "shorter sound or a larger hop")
+            if not w.ready:  # it never started: starting it again would fail again
+                self.broken = (f"a worker process could not start (exit code {code}): see the messages where the "
+                               "server runs")
+                for jid in list(self.queue):
+                    self.queue.remove(jid)
+                    self._finish(self.jobs[jid], "error", message=self.broken)
+                return
             w.start()
         else:
             job = self.jobs.get(msg[1])

@@ -59,12 +59,18 @@ def error_message(exc: BaseException) -> str:
 def plan(spec: dict[str, Any]) -> dict[str, Any]:
     """Check and plan a decompose spec without running it (``decompose_job(plan_only=True)``).
 
+    Runs in the server's process (a thread beside the event loop), so it takes absolute paths and
+    never changes the working directory; the caller takes the folder out of its messages.
+
     Returns the plan's summary (``memory_bytes``, ``memory``, ``components``, ...).
     Raises :class:`bufnmf.BufNMFError` for any bad input.
     """
+    import warnings
+
     from ..workflows.jobs import decompose_job
 
-    with _Inside(spec["cwd"]):
+    with warnings.catch_warnings():  # the run reports them, on the page
+        warnings.simplefilter("ignore")
         job = decompose_job(spec["source"], spec["out_dir"], bases=spec.get("bases"),
                             **{k: spec["params"][k] for k in DECOMPOSE_PARAMS if k in spec["params"]},
                             plan_only=True)

@@ -102,6 +102,11 @@ function setServer(text, st) {
 async function watchServer() {
   try {
     const c = await api("/api/config");
+    if (c.broken) {
+      setServer("cannot run jobs", "off");
+      showError(c.broken);
+      return;
+    }
     if (c.workers_ready > 0) {
       setServer(`ready · ${c.max_jobs} job${c.max_jobs > 1 ? "s" : ""} at once`, "ready");
       return;

@@ -201,6 +201,11 @@ def test_sessions_are_kept_apart(server, sid, data_dir):
     res = client.post(f"/api/sessions/{sid}/uploads", params={"name": "../../escape.wav"}, content=b"RIFF")
     assert res.json()["files"] == ["escape.wav"]
     assert not (srv.root / "escape.wav").exists() and not (srv.root.parent / "escape.wav").exists()
+    # nothing uploaded is ever served as a page
+    up = client.post(f"/api/sessions/{sid}/uploads", params={"name": "page.html"}, content=b"<script>1</script>").json()
+    res = client.get(f"/api/sessions/{sid}/uploads/{up['id']}/page.html")
+    assert res.headers["content-type"] == "application/octet-stream"
+    assert res.headers["x-content-type-options"] == "nosniff"
 
 
 def test_upload_limit(server, sid):

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -48,6 +48,13 @@ PARAMS = ("components", "iterations", "window_size", "hop_size", "fft_size", "se
 AUDIO_TYPES = {".wav": "audio/wav", ".aif": "audio/aiff", ".aiff": "audio/aiff", ".flac": "audio/flac",
                ".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".json": "application/json",
                ".npy": "application/octet-stream", ".mid": "audio/midi", ".png": "image/png", ".zip": "application/zip"}
+
+NOSNIFF = {"x-content-type-options": "nosniff"}
+
+
+def media_type(name: str) -> str:
+    """The type a file is served as: audio, JSON, buffers; anything else as plain bytes (never as a page)."""
+    return AUDIO_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
 
 
 @dataclass
@@ -306,7 +313,8 @@ class Server:
                 bases = "kit_" + bases
             _link(kit.folder / buffers[0], inputs / bases)
             stem = Path(buffers[0]).stem
-            sidecars = [f for f in kit.files if f.lower() == f"{stem.lower()}.json"]
+            jsons = [f for f in kit.files if f.lower().endswith(".json")]
+            sidecars = [f for f in jsons if f.lower() == f"{stem.lower()}.json"] or (jsons if len(jsons) == 1 else [])
             if sidecars:
                 _link(kit.folder / sidecars[0], inputs / (Path(bases).stem + ".json"))
                 track = True
@@ -364,9 +372,11 @@ class Server:
         target = folder / f"{stem}.zip"
         if not target.exists():
             part = folder / f".{target.name}.{secrets.token_hex(4)}.part"  # two requests: two parts, one wins
-            with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            with zipfile.ZipFile(part, "w") as zf:
                 for name in views.output_files(folder / "out"):
-                    zf.write(folder / "out" / name, f"{stem}/{name}")
+                    packed = name.endswith((".json", ".csv"))  # audio and float buffers hardly compress: stored
+                    zf.write(folder / "out" / name, f"{stem}/{name}",
+                             compress_type=zipfile.ZIP_DEFLATED if packed else zipfile.ZIP_STORED)
             part.replace(target)
         return target
 
@@ -433,6 +443,8 @@ def create_app(config: WebConfig | None = None) -> Starlette:
             up = await srv.upload(s, request)
         except ClientError as exc:
             return err(exc)
+        except ClientDisconnect:  # the page went away mid-upload; the partial file is gone
+            return Response(status_code=400)
         return JSONResponse({"id": up.id, "role": up.role, "files": up.files,
                              "urls": [f"/api/sessions/{s.id}/uploads/{up.id}/{f}" for f in up.files]})
 
@@ -445,8 +457,8 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         name = request.path_params["name"]
         if up is None or name not in up.files:
             return err(ClientError("no such file in this session", 404))
-        return FileResponse(up.folder / name, media_type=AUDIO_TYPES.get(Path(name).suffix.lower()),
-                            content_disposition_type="inline")
+        return FileResponse(up.folder / name, media_type=media_type(name), content_disposition_type="inline",
+                            headers=NOSNIFF)
 
     async def submit(request: Request) -> Response:
         try:
@@ -494,9 +506,8 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         if job.state != "done" or name not in views.output_files(out):
             return err(ClientError("no such file in this job", 404))
         inline = request.query_params.get("inline") == "1"
-        return FileResponse(out / name, media_type=AUDIO_TYPES.get(Path(name).suffix.lower()),
-                            filename=None if inline else name,
-                            content_disposition_type="inline" if inline else "attachment")
+        return FileResponse(out / name, media_type=media_type(name), filename=None if inline else name,
+                            content_disposition_type="inline" if inline else "attachment", headers=NOSNIFF)
 
     async def job_source(request: Request) -> Response:
         try:
@@ -507,8 +518,8 @@ def create_app(config: WebConfig | None = None) -> Starlette:
         if job.kind != "decompose":
             return err(ClientError("this job has no uploaded source", 404))
         name = str(job.spec["source"])
-        return FileResponse(Path(job.spec["cwd"]) / name, media_type=AUDIO_TYPES.get(Path(name).suffix.lower()),
-                            content_disposition_type="inline")
+        return FileResponse(Path(job.spec["cwd"]) / name, media_type=media_type(name),
+                            content_disposition_type="inline", headers=NOSNIFF)
 
     async def job_zip(request: Request) -> Response:
         try:

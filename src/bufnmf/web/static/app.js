@@ -818,9 +818,10 @@ function buildMixer() {
       <button type="button" class="tog mute" aria-pressed="false" title="Mute" data-testid="mute">M</button>
       <input type="range" min="0" max="2" step="0.01" value="1" data-testid="gain" aria-label="gain">
       <span class="db">0.0 dB</span>
-      <a class="dl" download title="Download this part">⤓ ${p.file}</a>
+      <a class="dl" download title="Download this part"></a>
       <audio data-testid="component-audio" preload="auto"></audio>`;
     row.querySelector(".name").textContent = p.label;
+    row.querySelector("a.dl").textContent = `⤓ ${p.file}`;
     row.querySelector("a.dl").href = p.url.replace("?inline=1", "");
     row.querySelector("audio").src = p.url;
     const range = row.querySelector("input[type=range]");

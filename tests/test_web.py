@@ -428,3 +428,21 @@ with TestClient(app) as c:
     broken = "a worker process could not start (exit code 1): see the messages where the server runs"
     assert lines == [broken, f"503 {broken}"], proc.stdout + proc.stderr
     assert proc.stderr.count("Traceback") == 1  # one failed start, no restart loop
+
+
+def test_plan_only_checks_and_plans_and_writes_nothing(tmp_path, data_dir):
+    from bufnmf.clients.bufnmf import prepare
+    from bufnmf.io.audio import read_audio
+    from bufnmf.workflows.jobs import decompose_job
+
+    src = data_dir / "drums" / "mix.wav"
+    job = decompose_job(src, tmp_path / "out", components=3, seed=5, plan_only=True)
+    assert job.outputs == [] and [p for p in (tmp_path / "out").iterdir()] == []
+    data, _ = read_audio(src)
+    expected = prepare(data, components=3, seed=5).plan
+    assert job.result == expected
+    assert job.summary["memory_bytes"] == expected.memory.total
+    assert (job.summary["bins"], job.summary["frames"], job.summary["samples"]) == (513, 388, 198450)
+    assert job.summary["outputs"][:3] == ["component_1.wav", "component_2.wav", "component_3.wav"]
+    with pytest.raises(Exception, match="needs about .* but the max_memory limit is 1.0 KiB"):
+        decompose_job(src, tmp_path / "out", components=3, max_memory=1024, plan_only=True)

@@ -23,16 +23,23 @@ Examples:
 @click.option("--padding", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 none, 1 window/2 each side, 2 window-hop each side.")
 @fft_options()
+@click.option("--start-frame", type=int, default=0, show_default=True, help="First sample to analyse.")
+@click.option("--num-frames", type=int, default=-1, show_default=True, help="Samples to analyse; -1: to the end.")
 @channel_options
 @output_options
 def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: int | None, hop_size: int | None,
-         fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool, debug: bool) -> None:
-    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio."""
+         fft_size: int | None, start_frame: int, num_frames: int, start_chan: int | None, mixdown: bool, quiet: bool,
+         force: bool, debug: bool) -> None:
+    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio.
+
+    The inverse gives back as many samples as were analysed (stft.json records it).
+    """
     if inverse:
         job = istft_job(source, output, force=force)
     else:
         job = stft_job(source, output, padding=padding, window_size=window_size, hop_size=hop_size,
-                       fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+                       fft_size=fft_size, start_frame=start_frame, num_frames=num_frames,
+                       channel=channel_choice(start_chan, mixdown), force=force)
         if not job.summary["wav_buffers"]:
             say(quiet, f"note: {job.summary['bins']} bins exceed WAV's 1024-channel limit: wrote .npy buffers only")
     report_written(quiet, job.outputs)

@@ -449,12 +449,16 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
 
 def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, padding: int = 1,
              window_size: int | None = None, hop_size: int | None = None, fft_size: int | None = None,
-             channel: Channel = None, force: bool = False) -> JobResult:
+             start_frame: int = 0, num_frames: int = -1, channel: Channel = None, force: bool = False) -> JobResult:
     """BufSTFT of one channel: ``magnitude``/``phase`` buffers (.wav where WAV can hold them, .npy) and ``stft.json``.
 
+    ``start_frame``/``num_frames`` select the samples (FluCoMa's startFrame/numFrames); ``stft.json``
+    records the selection's length, which :func:`istft_job` gives back.
     """
     data, sr = read_audio(source)
     x = pick_channel(data, channel)
+    s0, n = span("start_frame", "num_frames", start_frame, num_frames, x.shape[0], "samples")
+    x = x[s0 : s0 + n]
     s = fft_for(None, window_size, hop_size, fft_size, None)
     names = ["magnitude.npy", "phase.npy", "stft.json"]
     wav_ok = s.bins <= WAV_MAX_CHANNELS  # libsndfile's channel limit: larger FFTs are written as .npy only
@@ -462,9 +466,9 @@ def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         names = ["magnitude.wav", "phase.wav", *names]
     OutputSet(out_dir, names, force=force).check()
     mag, ph = stft(x, s.window_size, s.hop_size, s.fft_size, padding)
-    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "num_samples": int(x.size),
-            "window_size": s.window_size, "hop_size": s.hop_size, "fft_size": s.fft_size, "padding": padding,
-            "frames": int(mag.shape[0]), "bins": int(mag.shape[1]),
+    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "start_frame": s0,
+            "num_samples": int(x.size), "window_size": s.window_size, "hop_size": s.hop_size,
+            "fft_size": s.fft_size, "padding": padding, "frames": int(mag.shape[0]), "bins": int(mag.shape[1]),
             "layout": "frames (hops) x channels (bins), as FluCoMa's BufSTFT", "wav_buffers": wav_ok}
     with OutputSet(out_dir, names, force=force) as out:
         if wav_ok:
@@ -477,7 +481,11 @@ def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
 
 
 def istft_job(folder: str | os.PathLike[str], output: str | os.PathLike[str], *, force: bool = False) -> JobResult:
-    """The inverse of :func:`stft_job`: a folder it wrote back to audio."""
+    """The inverse of :func:`stft_job`: a folder it wrote back to audio, as long as the analysed selection.
+
+    (FluCoMa's inverse, which does not know the original length, is ``(frames - 1) * hop + window - P``
+    samples long: :func:`bufnmf.istft`'s default. ``stft.json`` knows the length, so this gives it back.)
+    """
     src, out_path = Path(folder), Path(output)
     meta_path = src / "stft.json"
     if not meta_path.is_file():

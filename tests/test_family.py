@@ -76,28 +76,43 @@ def test_stft_errors(x):
 def test_nmf_seed_rank_from_coverage_and_layout(x):
     low = bufnmf.nmf_seed(x, coverage=0.3)
     high = bufnmf.nmf_seed(x, coverage=0.9)
+    assert low.method == 0 and low.method_name == "NMF-SVD"  # FluCoMa's default method
     assert 1 <= low.components < high.components
     assert low.coverage >= 0.3 and high.coverage >= 0.9
     S = np.linalg.svd(np.abs(stft_complex(x, resolve_fft_settings(1024))), compute_uv=False)
-    energy = np.cumsum(S**2) / np.sum(S**2)
-    assert energy[high.components - 2] < 0.9 <= energy[high.components - 1]  # the smallest rank that covers
+    np.testing.assert_allclose(high.singular_values, S, rtol=1e-9, atol=1e-12 * S[0])
+    covered = np.cumsum(S) / np.sum(S)  # FluCoMa: the singular values themselves, not their squares
+    assert covered[high.components - 2] < 0.9 <= covered[high.components - 1]  # the smallest rank that covers
     assert high.bases.shape == (513, high.components)
     assert high.activations.shape == (44100 // 512 + 1, high.components)
     assert high.bases.min() >= 0 and high.activations.min() >= 0
+    np.testing.assert_allclose(np.linalg.norm(high.bases, axis=0), 1.0, rtol=1e-6)  # unit bases
+    assert high.activations.max() == pytest.approx(1.0)  # activations scaled to peak 1
+    assert bufnmf.nmf_seed(x, coverage=0.0, min_components=5).components == 5  # coverage 0: min_components
+    assert bufnmf.nmf_seed(x, coverage=0.9, max_components=4).components == 4
+    assert bufnmf.nmf_seed(x, coverage=0.1, min_components=6).components == 6
     fixed = bufnmf.nmf_seed(x, components=4, method="nndsvda")
-    assert fixed.components == 4 and (fixed.bases > 0).all() and (fixed.activations > 0).all()
-    r = bufnmf.nmf_seed(x, components=4, method="nndsvdar", seed=1)
-    assert (r.bases > 0).all()
+    assert fixed.components == 4 and fixed.method == 2 and (fixed.bases > 0).all() and (fixed.activations > 0).all()
+    r = bufnmf.nmf_seed(x, components=4, method=1, seed=1)
+    assert r.method_name == "NNDSVDar" and (r.bases > 0).all()
     res = bufnmf.decompose(x, components=4, bases=fixed.bases, bases_mode=1, activations=fixed.activations,
                            act_mode=1, iterations=5)
     assert res.bases.shape == (513, 4)
 
 
 def test_nmf_seed_errors(x):
-    with pytest.raises(BufNMFError, match="coverage must be in"):
-        bufnmf.nmf_seed(x, coverage=0)
-    with pytest.raises(BufNMFError, match="method must be one of"):
+    with pytest.raises(BufNMFError, match=r"coverage must be in \[0, 1\], got 1.5"):
+        bufnmf.nmf_seed(x, coverage=1.5)
+    with pytest.raises(BufNMFError, match="method 'svd' is not one of 0 'NMF-SVD', 1 'NNDSVDar'"):
         bufnmf.nmf_seed(x, components=2, method="svd")
+    with pytest.raises(BufNMFError, match="method 4 is not one of"):
+        bufnmf.nmf_seed(x, method=4)
+    with pytest.raises(BufNMFError, match=r"max_components \(4\) must be at least min_components \(5\)"):
+        bufnmf.nmf_seed(x, min_components=5, max_components=4)
+    with pytest.raises(BufNMFError, match="min_components must be at least 1"):
+        bufnmf.nmf_seed(x, min_components=0)
+    with pytest.raises(BufNMFError, match="components must be at least 1"):
+        bufnmf.nmf_seed(x, components=0)
 
 
 def test_nndsvd_start_beats_a_random_start(data_dir):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import bufnmf
+import bufnmf.models.nndsvd as nndsvd_module
 from bufnmf.clients.bufstft import inverse_length
 from bufnmf.dsp.fft import hann, resolve_fft_settings
 from bufnmf.dsp.stft import istft as spectral_istft
@@ -168,3 +169,116 @@ def test_bufstft_num_samples_option(drums):
     x = drums[:11025].astype(np.float64)
     y = bufnmf.istft(*bufnmf.stft(x, 1024, 256, 1024, 0), 1024, 256, 1024, 0, num_samples=x.size)
     assert y.size == x.size and np.all(y[11008:] == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# BufNMFSeed
+
+
+def _eigen_signs(family_dir: Path, U: np.ndarray, s: np.ndarray, Vt: np.ndarray) -> tuple:
+    """numpy's SVD with each pair (u_j, v_j) flipped to Eigen's signs (the fixture's sign anchors)."""
+    anchor = _load(family_dir, "nmfseed_drums_svd_u_sign.npy")
+    cols = np.arange(U.shape[1])
+    flip = np.where(np.sign(U[np.argmax(np.abs(U), axis=0), cols]) != anchor, -1.0, 1.0)
+    return U * flip, s, Vt * flip[:, None]
+
+
+_PART_NORMS = nndsvd_module.part_norms
+
+
+def _flucoma_slip(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """NNDSVD.hpp:83, reproduced: the norm of v's negative part taken from u's negative part."""
+    nxp, nyp, nxn, _ = _PART_NORMS(x, y)
+    return nxp, nyp, nxn, nxn
+
+
+@pytest.fixture
+def spectrum(drums) -> np.ndarray:
+    from bufnmf.dsp.stft import stft_complex
+
+    return np.abs(stft_complex(drums, resolve_fft_settings(1024)))
+
+
+def test_nmfseed_singular_values(family_dir, spectrum):
+    s = np.linalg.svd(spectrum, compute_uv=False)
+    assert rel_err(s, _load(family_dir, "nmfseed_drums_svd_s.npy")) < F64_TOL
+
+
+@pytest.mark.parametrize(("coverage", "rank"), [(0.5, 3), (0.9, 30)])
+def test_nmfseed_rank_must_show(coverage, rank, family_dir, drums):
+    """The first 3 s of the drum loop: 3 components at coverage 0.5 and 30 at 0.9, default method, as FluCoMa."""
+    r = bufnmf.nmf_seed(drums, coverage=coverage)
+    assert (r.components, r.method_name) == (rank, "NMF-SVD")
+    assert r.bases.shape == (513, rank) and r.activations.shape == (259, rank)
+    assert nndsvd_module.coverage_rank(_load(family_dir, "nmfseed_drums_svd_s.npy"), coverage) == rank
+
+
+@pytest.mark.parametrize("name", SEED_CASES)
+def test_nmfseed_with_flucomas_slip(name, family_dir, drums, monkeypatch):
+    """FluCoMa's norm slip and Eigen's SVD signs reproduced here: then ``nmf_seed`` writes FluCoMa's buffers."""
+    case = _case(name)
+    p = case["params"]
+    svd = np.linalg.svd
+    monkeypatch.setattr(np.linalg, "svd", lambda a, **kw: _eigen_signs(family_dir, *svd(a, **kw)))
+    monkeypatch.setattr(nndsvd_module, "part_norms", _flucoma_slip)
+    r = bufnmf.nmf_seed(drums, p["minComponents"], p["maxComponents"], p["coverage"], p["method"], p["seed"],
+                        *p["fftSettings"])
+    assert r.components == case["rank"] and r.method_name == p["method_name"]
+    assert r.bases.dtype == r.activations.dtype == np.float32
+    assert rel_err(r.bases, _load(family_dir, case["outputs"]["bases"]["file"])) < F32_TOL
+    assert rel_err(r.activations, _load(family_dir, case["outputs"]["activations"]["file"])) < F32_TOL
+
+
+@pytest.mark.parametrize("name", SEED_CASES)
+def test_nmfseed_default(name, family_dir, drums):
+    """Without the slip: method 0 (which it does not touch) is FluCoMa's exactly; 1-3 differ where the slip acted."""
+    case = _case(name)
+    p = case["params"]
+    r = bufnmf.nmf_seed(drums, p["minComponents"], p["maxComponents"], p["coverage"], p["method"], p["seed"])
+    assert r.components == case["rank"] and r.seed == p["seed"]
+    bases_err = rel_err(r.bases, _load(family_dir, case["outputs"]["bases"]["file"]))
+    acts_err = rel_err(r.activations, _load(family_dir, case["outputs"]["activations"]["file"]))
+    if p["method"] == 0:
+        assert bases_err < F32_TOL and acts_err < F32_TOL
+    else:
+        assert acts_err > 1e-3  # the negative-part components' activations are scaled differently
+        assert r.activations[:, 0].tolist() == pytest.approx(  # the first component has no negative part
+            _load(family_dir, case["outputs"]["activations"]["file"])[:, 0].tolist(), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", [1, 2, 3])
+def test_nmfseed_does_not_depend_on_svd_signs(method, spectrum, family_dir, monkeypatch):
+    U, s, Vt = np.linalg.svd(spectrum, full_matrices=False)
+    flip = np.where(np.random.default_rng(0).random(s.size) < 0.5, -1.0, 1.0)
+    runs = [nndsvd_module.nndsvd(spectrum, 1, 200, 0.9, method, 42, svd=svd)
+            for svd in ((U, s, Vt), (U * flip, s, Vt * flip[:, None]), _eigen_signs(family_dir, U, s, Vt))]
+    for W, H, k, peak in runs[1:]:
+        np.testing.assert_allclose(W, runs[0][0], atol=1e-12)
+        np.testing.assert_allclose(H, runs[0][1], rtol=1e-9, atol=1e-12)
+        assert k == runs[0][2] and peak == pytest.approx(runs[0][3])
+    monkeypatch.setattr(nndsvd_module, "part_norms", _flucoma_slip)
+    slip_a = nndsvd_module.nndsvd(spectrum, 1, 200, 0.9, method, 42, svd=(U, s, Vt))
+    slip_b = nndsvd_module.nndsvd(spectrum, 1, 200, 0.9, method, 42, svd=_eigen_signs(family_dir, U, s, Vt))
+    assert not np.allclose(slip_a[1], slip_b[1])  # FluCoMa's result depends on the signs
+
+
+def test_nmfseed_is_the_papers_nndsvd(spectrum):
+    """Boutsidis and Gallopoulos: the dominant part of each singular pair, with FluCoMa's scale on H."""
+    U, s, Vt = np.linalg.svd(spectrum, full_matrices=False)
+    W, H, k, _ = nndsvd_module.nndsvd(spectrum, 1, 200, 0.9, 3, 0, svd=(U, s, Vt))
+    for j in range(1, k):
+        x, y = U[:, j], Vt[j]
+        parts = [(np.maximum(x, 0), np.maximum(y, 0)), (np.maximum(-x, 0), np.maximum(-y, 0))]
+        sig = [np.linalg.norm(a) * np.linalg.norm(b) for a, b in parts]
+        a, b = parts[0] if sig[0] > sig[1] else parts[1]
+        np.testing.assert_allclose(W[:, j], a / np.linalg.norm(a), atol=1e-15)
+        np.testing.assert_allclose(H[j], np.sqrt(s[j] * max(sig)) * b / np.linalg.norm(b), rtol=1e-12, atol=1e-15)
+
+
+def test_nmfseed_method_one_fill_follows_max_components(drums):
+    """W's fill is column-major, so its first columns take the first draws; H's depends on max_components."""
+    a = bufnmf.nmf_seed(drums, max_components=200, method=1, seed=42)
+    b = bufnmf.nmf_seed(drums, max_components=50, method=1, seed=42)
+    assert np.array_equal(a.bases, b.bases)
+    assert not np.array_equal(a.activations, b.activations)
+    assert bufnmf.nmf_seed(drums, method=1, seed=43).activations.tolist() != a.activations.tolist()

@@ -47,29 +47,33 @@ def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: i
 
 @click.command("seed", epilog="""\b
 Examples:
-  bufnmf seed drums.wav -o seeds --coverage 0.6
+  bufnmf seed drums.wav -o seeds --coverage 0.6         # rank from the singular values (method 0, NMF-SVD)
+  bufnmf seed drums.wav -o seeds --method nndsvda -k 4  # a fixed rank
   bufnmf decompose drums.wav -o parts --bases seeds/bases.wav --activations seeds/activations.wav
 """)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
               help="Folder for the seed buffers.")
-@click.option("-k", "--components", type=int, default=-1, show_default=True, help="-1: from --coverage.")
 @click.option("--coverage", type=float, default=0.5, show_default=True,
-              help="Fraction of the singular values' energy to cover.")
-@click.option("--method", type=click.Choice(["nndsvd", "nndsvda", "nndsvdar"]), default="nndsvd", show_default=True)
+              help="Fraction (0..1) of the sum of the singular values to cover; 0: --min-components.")
+@click.option("--min-components", type=int, default=1, show_default=True, help="Smallest rank.")
+@click.option("--max-components", type=int, default=200, show_default=True, help="Largest rank.")
+@click.option("-k", "--components", type=int, default=None, help="A fixed rank instead of --coverage.")
+@click.option("--method", type=str, default="0", show_default=True,
+              help="0 NMF-SVD, 1 NNDSVDar, 2 NNDSVDa, 3 NNDSVD (the number or the name).")
 @seed_option
 @fft_options()
 @channel_options
 @output_options
-def seed(source: Path, outdir: Path, components: int, coverage: float, method: str, seed: int,
-         window_size: int | None, hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool,
-         quiet: bool, force: bool, debug: bool) -> None:
-    """BufNMFSeed: NNDSVD starting bases and activations for 'bufnmf decompose'."""
-    job = seed_job(source, outdir, components=components, coverage=coverage, method=method, seed=seed,
-                   window_size=window_size, hop_size=hop_size, fft_size=fft_size,
-                   channel=channel_choice(start_chan, mixdown), force=force)
-    say(quiet, f"{job.summary['components']} components cover {job.summary['coverage']:.1%} of the singular-value "
-               "energy")
+def seed(source: Path, outdir: Path, coverage: float, min_components: int, max_components: int,
+         components: int | None, method: str, seed: int, window_size: int | None, hop_size: int | None,
+         fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool, debug: bool) -> None:
+    """BufNMFSeed: SVD starting bases and activations for 'bufnmf decompose'."""
+    job = seed_job(source, outdir, min_components=min_components, max_components=max_components, coverage=coverage,
+                   method=method, seed=seed, components=components, window_size=window_size, hop_size=hop_size,
+                   fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+    say(quiet, f"{job.summary['components']} components ({job.summary['method_name']}) cover "
+               f"{job.summary['coverage']:.1%} of the sum of the singular values")
     report_written(quiet, job.outputs)
 
 

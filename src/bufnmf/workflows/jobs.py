@@ -505,20 +505,23 @@ def istft_job(folder: str | os.PathLike[str], output: str | os.PathLike[str], *,
     return JobResult(list(out.written), {"sample_rate": sr, "num_samples": int(y.size)}, y)
 
 
-def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, components: int = -1,
-             coverage: float = 0.5, method: str = "nndsvd", seed: int = -1, window_size: int | None = None,
-             hop_size: int | None = None, fft_size: int | None = None, channel: Channel = None,
-             force: bool = False) -> JobResult:
-    """BufNMFSeed: NNDSVD starting bases and activations, as buffers and ``seed.json``."""
+def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, min_components: int = 1,
+             max_components: int = 200, coverage: float = 0.5, method: int | str = 0, seed: int = -1,
+             components: int | None = None, window_size: int | None = None, hop_size: int | None = None,
+             fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
+    """BufNMFSeed: starting bases and activations, as buffers and ``seed.json`` (FluCoMa's parameters;
+    ``components`` fixes the rank instead of choosing it from ``coverage``)."""
     names = ["bases.wav", "activations.wav", "bases.npy", "activations.npy", "seed.json"]
     OutputSet(out_dir, names, force=force).check()
     data, sr = read_audio(source)
     s = fft_for(None, window_size, hop_size, fft_size, None)
-    res = nmf_seed(pick_channel(data, channel), components, coverage, method, s.window_size, s.hop_size,
-                   s.fft_size, seed)
+    res = nmf_seed(pick_channel(data, channel), min_components, max_components, coverage, method, seed,
+                   s.window_size, s.hop_size, s.fft_size, components=components)
     info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "components": res.components,
-            "coverage": res.coverage, "method": method, "seed": res.seed, "window_size": res.window_size,
-            "hop_size": res.hop_size, "fft_size": res.fft_size}
+            "coverage": res.coverage, "method": res.method, "method_name": res.method_name, "seed": res.seed,
+            "min_components": res.components if components is not None else min_components,
+            "max_components": res.components if components is not None else max_components,
+            "window_size": res.window_size, "hop_size": res.hop_size, "fft_size": res.fft_size}
     with OutputSet(out_dir, names, force=force) as out:
         out.write_audio("bases.wav", res.bases, sr / res.fft_size)
         out.write_audio("activations.wav", res.activations, sr / res.hop_size)

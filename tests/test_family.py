@@ -140,39 +140,42 @@ def W() -> np.ndarray:  # noqa: N802 - the bases matrix, named as in the maths
 
 def test_match_streaming_equals_one_call(x, W):
     whole = bufnmf.match(x, W, iterations=10, seed=3)
-    assert whole.shape == (44100 // 512, 4)
-    m = NMFMatch(W, iterations=10, seed=3)
+    assert whole.shape == (44100 // 512 + 1, 20)  # FluCoMa's frames (frame 0 included) and maxComponents 20
+    assert whole[0].max() < 1e-13  # frame 0 is the window before the first sample: v = eps, h ~ eps
+    assert np.all(whole[:, 4:] == 0)  # four bases: the other 16 outputs are zeros
+    m = NMFMatch(W, max_components=None, iterations=10, seed=3)
     parts = [m.process(b) for b in _blocks(x, np.random.default_rng(0))]
     assert all(p.shape[1] == 4 for p in parts)
-    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate(parts), whole[:, :4], rtol=1e-12, atol=1e-14)
 
 
 def test_match_honours_iterations(x, W):
-    one = bufnmf.match(x, W, iterations=1, seed=3)
-    ten = bufnmf.match(x, W, iterations=10, seed=3)
+    one = bufnmf.match(x, W, None, iterations=1, seed=3)
+    ten = bufnmf.match(x, W, None, iterations=10, seed=3)
     assert not np.allclose(one, ten)
-    # one update by hand, frame 20: the last `window` samples before (20 + 1) * hop
+    # one update by hand, frame 21: the last `window` samples before 21 * hop
     Wn = W / np.linalg.norm(W, axis=0)
     frame = x[21 * 512 - 1024 : 21 * 512] * bufnmf.dsp.fft.hann(1024)
-    v = np.abs(np.fft.rfft(frame))
+    v = np.maximum(np.abs(np.fft.rfft(frame)), 2.2e-16)
     h0 = bufnmf.dsp.random.uniform01(3, 4)
     h1 = h0 * (Wn.T @ (v / np.maximum(Wn @ h0, 2.2e-16))) / Wn.sum(axis=0)
-    np.testing.assert_allclose(one[20], h1, rtol=1e-10)
+    np.testing.assert_allclose(one[21], h1, rtol=1e-10)
 
 
 def test_filter_streaming_sum_latency_and_equivalence(x, W):
-    f = NMFFilter(W, iterations=10, seed=2)
+    f = NMFFilter(W, max_components=None, iterations=10, seed=2)
     assert f.latency == 1024
     whole = f.process(x)
     assert whole.shape == (x.size, 4)
     assert not whole[:1024].any()
     np.testing.assert_allclose(whole.sum(axis=1)[1024:], x[:-1024], atol=1e-5 * np.abs(x).max())
-    g = NMFFilter(W, iterations=10, seed=2)
+    g = NMFFilter(W, max_components=None, iterations=10, seed=2)
     parts = [g.process(b) for b in _blocks(x, np.random.default_rng(1))]
     assert [p.shape[0] for p in parts] == [b.size for b in _blocks(x, np.random.default_rng(1))]
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-12)
     aligned = bufnmf.nmf_filter(x, W, seed=2)
-    np.testing.assert_allclose(aligned[:-1024], whole[1024:], atol=1e-12)  # the same, latency removed
+    assert aligned.shape == (x.size, 20) and not aligned[:, 4:].any()  # FluCoMa's 20 outputs
+    np.testing.assert_allclose(aligned[:-1024, :4], whole[1024:], atol=1e-12)  # the same, latency removed
     np.testing.assert_allclose(aligned.sum(axis=1), x, atol=1e-5 * np.abs(x).max())
 
 
@@ -181,10 +184,14 @@ def test_realtime_errors(W):
         NMFMatch(W, window_size=2048)
     with pytest.raises(BufNMFError, match="iterations must be at least 1"):
         NMFFilter(W, iterations=0)
+    with pytest.raises(BufNMFError, match="max_components must be at least 1"):
+        NMFMatch(W, max_components=0)
     with pytest.raises(BufNMFError, match="non-negative"):
         NMFMatch(-W)
     with pytest.raises(BufNMFError, match="NaN"):
         NMFMatch(W).process(np.array([0.0, np.nan]))
+    with pytest.raises(BufNMFError, match="these bases have 2 components but the stream has 4 outputs"):
+        NMFFilter(W, max_components=None).set_bases(W[:, :2])
 
 
 def run(args, capsys):
@@ -217,9 +224,10 @@ def test_cli_stft_seed_match_filter(tmp_path, capsys, x, W):
                        capsys)
     assert code == 0, err
     rows = (tmp_path / "m.csv").read_text().splitlines()
-    assert rows[0] == "time,1,2,3,4" and len(rows) == 1 + 44100 // 512
+    assert rows[0] == "time,1,2,3,4" and len(rows) == 1 + 44100 // 512 + 1  # frame 0 included
+    assert rows[1].startswith("0.000000,") and rows[2].startswith(f"{512 / 44100:.6f},")
     np.testing.assert_allclose([float(v) for v in rows[5].split(",")[1:]],
-                               bufnmf.match(x, W, seed=1)[4], rtol=1e-6)
+                               bufnmf.match(x, W, seed=1)[4, :4], rtol=1e-6)
     code, _, err = run(["filter", src, "--bases", tmp_path / "W.npy", "-o", tmp_path / "f", "--seed", "1"], capsys)
     assert code == 0, err
     parts = [sf.read(tmp_path / "f" / f"component_{k}.wav")[0] for k in range(1, 5)]

@@ -282,3 +282,111 @@ def test_nmfseed_method_one_fill_follows_max_components(drums):
     assert np.array_equal(a.bases, b.bases)
     assert not np.array_equal(a.activations, b.activations)
     assert bufnmf.nmf_seed(drums, method=1, seed=43).activations.tolist() != a.activations.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# NMFMatch and NMFFilter
+
+MATCH = "nmfmatch_drums_k3_seed42_"
+
+
+@pytest.fixture
+def match_input(family_dir, drums) -> tuple[np.ndarray, np.ndarray]:
+    return drums[: _case(MATCH_CASES[0])["num_samples"]], _load(family_dir, MATCH + "bases.npy")
+
+
+def test_nmfmatch_framing(family_dir, match_input):
+    """Frame k covers input [k * hop - window, k * hop), zeros before 0, k = 0 .. n // hop: the engine's Framer."""
+    from bufnmf.dsp.stream import Framer
+
+    x, _ = match_input
+    ref = _load(family_dir, MATCH + "magnitude.npy")
+    spectra, first = Framer(resolve_fft_settings(1024, 512)).push(x)
+    assert first == 0 and spectra.shape[0] == x.size // 512 + 1 == _case(MATCH_CASES[0])["effective"]["frames"]
+    assert rel_err(np.abs(spectra), ref) < F64_TOL
+
+
+def test_nmfmatch_activations(family_dir, match_input):
+    x, W = match_input
+    ref = _load(family_dir, MATCH + "activations.npy")
+    a = bufnmf.match(x, W, seed=42)
+    assert a.shape == (ref.shape[0], 20) and a.seed == 42  # maxComponents 20: FluCoMa's width
+    assert rel_err(a[:, :3], ref) < F64_TOL
+    assert np.all(a[:, 3:] == 0)
+
+
+@pytest.mark.parametrize("block", [1, 64, 100, 512, 513, 5000])
+def test_nmfmatch_streaming_any_block_size(block, family_dir, match_input):
+    x, W = match_input
+    m = bufnmf.NMFMatch(W, max_components=None, seed=42)
+    got = np.concatenate([m.process(x[i : i + block]) for i in range(0, x.size, block)])
+    assert rel_err(got, _load(family_dir, MATCH + "activations.npy")) < F64_TOL
+
+
+def _flucoma_block_report(activations: np.ndarray, hop: int, blocks: int, block: int = 64) -> np.ndarray:
+    """What FluCoMa's NMFMatch shows per host block: frame k is computed in block floor(k hop / block) and,
+    as the output is written before the block is processed, shown from the next block on."""
+    out = np.zeros((blocks, activations.shape[1]))
+    done = (np.arange(activations.shape[0]) * hop) // block
+    for b in range(1, blocks):
+        ready = np.flatnonzero(done < b)
+        if ready.size:
+            out[b] = activations[ready[-1]]
+    return out
+
+
+def test_nmfmatch_real_client_schedule(family_dir, match_input):
+    """The real client's per-block control output: the same frames, a block later (NMFMatchClient.hpp)."""
+    x, W = match_input
+    ref = _load(family_dir, MATCH + "rt_blocks.npy")
+    a = bufnmf.match(x, W, None, seed=42)
+    assert rel_err(_flucoma_block_report(a, 512, ref.shape[0]), ref) < F64_TOL
+
+
+def test_nmfmatch_iterations_are_honoured(match_input):
+    """FluCoMa's NMFMatch ignores iterations (10, hard-coded); bufnmf honours it."""
+    x, W = match_input
+    assert not np.allclose(bufnmf.match(x, W, None, 10, seed=42), bufnmf.match(x, W, None, 50, seed=42))
+
+
+def test_nmfmatch_max_components(match_input):
+    x, W = match_input
+    two = bufnmf.match(x, W, max_components=2, seed=42)
+    assert two.shape[1] == 2
+    np.testing.assert_allclose(two, bufnmf.match(x, W[:, :2], None, seed=42), rtol=1e-12)  # extra bases dropped
+    wide = bufnmf.match(x, W, max_components=5, seed=42)
+    assert wide.shape[1] == 5 and np.all(wide[:, 3:] == 0)
+
+
+@pytest.mark.parametrize("cls", [bufnmf.NMFMatch, bufnmf.NMFFilter])
+def test_nmfmatch_swap_bases_between_blocks(cls, match_input):
+    x, W = match_input
+    W2 = W[:, ::-1][:, :2].copy()
+    m = cls(W, max_components=4, seed=42)
+    first = m.process(x[:10000])
+    m.set_bases(W2)
+    second = m.process(x[10000:])
+    if cls is bufnmf.NMFMatch:
+        full1 = bufnmf.match(x, W, max_components=4, seed=42)
+        full2 = bufnmf.match(x, W2, max_components=4, seed=42)
+        k = first.shape[0]
+        np.testing.assert_allclose(first, full1[:k], rtol=1e-12)
+        np.testing.assert_allclose(second, full2[k:], rtol=1e-12)
+    else:  # frames completed after the swap (from 10000 // 512 + 1 on) are masked with the new bases
+        y = np.concatenate([first, second])
+        np.testing.assert_allclose(y.sum(axis=1)[1024:], x[:-1024], atol=1e-6)
+        later = (10000 // 512 + 1) * 512 + 1024  # output of the first frame after the swap, on
+        ref = bufnmf.NMFFilter(W2, max_components=4, seed=42).process(x)
+        np.testing.assert_allclose(y[later:], ref[later:], atol=1e-12)
+        second = y[(10000 // 512) * 512 + 1024 :]  # after the last frame made with the old bases has sounded
+    assert np.all(second[:, 2:] == 0)  # the unused outputs are silent (FluCoMa's repeat their last frame)
+
+
+def test_nmffilter_sums_to_the_input(match_input):
+    x, W = match_input
+    y = bufnmf.nmf_filter(x, W, seed=42)
+    assert y.shape == (x.size, 20) and np.all(y[:, 3:] == 0)
+    assert np.abs(y.sum(axis=1) - x).max() < 1e-6
+    f = bufnmf.NMFFilter(W, max_components=None, seed=42)
+    z = np.concatenate([f.process(x[i : i + 77]) for i in range(0, x.size, 77)] + [f.process(np.zeros(1024))])
+    np.testing.assert_allclose(z[1024:], y[:, :3], atol=1e-12)

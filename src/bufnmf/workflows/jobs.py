@@ -534,15 +534,21 @@ def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
 def match_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], output: str | os.PathLike[str], *,
               iterations: int = 10, seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
               fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
-    """NMFMatch over a file: each frame's activation of each basis, as CSV or JSON (by extension)."""
+    """NMFMatch over a file: each frame's activation of each basis, as CSV or JSON (by extension).
+
+    One column per basis (``max_components`` = the number of bases, as FluCoMa's Max object lists
+    them); frame ``k`` (time ``k * hop / sr``, when its last sample arrives) covers the window
+    before it, so frame 0 is all zeros.
+    """
     out_path = Path(output)
     fmt = output_format(out_path)
     OutputSet(out_path.parent, [out_path.name], force=force).check()
     data, sr = read_audio(source)
     kit = load_kit(bases)
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {source}")
-    acts = match(pick_channel(data, channel), kit.bases, iterations, seed, s.window_size, s.hop_size, s.fft_size)
-    times = (np.arange(acts.shape[0]) + 1) * s.hop_size / sr  # each frame is reported when its last sample arrives
+    acts = match(pick_channel(data, channel), kit.bases, None, iterations, seed, s.window_size, s.hop_size,
+                 s.fft_size)
+    times = np.arange(acts.shape[0]) * s.hop_size / sr  # frame k is complete (and reported) at sample k * hop
     if fmt == "json":
         text = json.dumps({"labels": kit.labels, "hop_seconds": s.hop_size / sr, "seed": acts.seed,
                            "time": times.round(6).tolist(), "activations": np.asarray(acts).round(8).tolist()}) + "\n"
@@ -574,7 +580,7 @@ def filter_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], ou
     names = [f"component_{lab}.wav" for lab in labels]
     OutputSet(out_dir, names, force=force).check()
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {source}")
-    parts = nmf_filter(x, kit.bases, iterations, seed, s.window_size, s.hop_size, s.fft_size)
+    parts = nmf_filter(x, kit.bases, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
     with OutputSet(out_dir, names, force=force) as out:
         for k, name in enumerate(names):
             out.write_audio(name, parts[:, k : k + 1], sr)

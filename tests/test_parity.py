@@ -390,3 +390,166 @@ def test_nmffilter_sums_to_the_input(match_input):
     f = bufnmf.NMFFilter(W, max_components=None, seed=42)
     z = np.concatenate([f.process(x[i : i + 77]) for i in range(0, x.size, 77)] + [f.process(np.zeros(1024))])
     np.testing.assert_allclose(z[1024:], y[:, :3], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# BufNMF (the family's fixture case; ../shared/fixtures/flucoma holds the main ones)
+
+
+@pytest.mark.parametrize("name", BUFNMF_CASES)
+def test_bufnmf_case(name, family_dir):
+    case = _case(name)
+    p = case["params"]
+    x = _load(family_dir, case["input"])[: case["num_samples"]]
+    r = bufnmf.decompose(x, components=p["components"], iterations=p["iterations"], window_size=p["fftSettings"][0],
+                         seed=p["seed"], resynth=False, precision="float64")
+    assert rel_err(r.bases, _load(family_dir, case["outputs"]["bases"]["file"])) < F32_TOL
+    assert rel_err(r.activations, _load(family_dir, case["outputs"]["activations"]["file"])) < F32_TOL
+
+
+# ---------------------------------------------------------------------------------------------
+# NMFMorph
+
+import bufnmf.dsp.transport as transport_module  # noqa: E402
+
+_ASSIGNMENT_COSTS = transport_module.assignment_costs
+
+
+def _flucoma_running_cost(source_bases: np.ndarray, target_bases: np.ndarray) -> np.ndarray:
+    """NMFMorph.hpp reuses one OptimalTransport whose cost is never reset: each pair's cost is the running
+    sum of every pair's cost so far, in row-major order. Reproduced here only."""
+    own = _ASSIGNMENT_COSTS(source_bases, target_bases)
+    return np.cumsum(own.ravel()).reshape(own.shape)
+
+
+@pytest.fixture
+def morph_buffers(family_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (_load(family_dir, "nmfmorph_source_bases.npy"), _load(family_dir, "bufnmf_piano_k3_w1024_bases.npy"),
+            _load(family_dir, "nmfmorph_activations.npy"))
+
+
+def _frames_mag(m: bufnmf.NMFMorph, calls: int) -> np.ndarray:
+    return np.array([np.abs(m.process_frame()) for _ in range(calls)])
+
+
+@pytest.mark.parametrize("name", MORPH_CASES)
+def test_nmfmorph_with_flucomas_running_cost(name, family_dir, morph_buffers, monkeypatch):
+    """FluCoMa's accumulating autoassign cost reproduced: pairing, interpolated bases and frames all match."""
+    monkeypatch.setattr(transport_module, "assignment_costs", _flucoma_running_cost)
+    S, T, H = morph_buffers
+    case = _case(name)
+    p, o = case["params"], case["outputs"]
+    m = bufnmf.NMFMorph(S, T, H, p["interpolation"], bool(p["autoassign"]), p["seed"], *p["fftSettings"])
+    assert np.array_equal(m.perm, _load(family_dir, o["perm"]["file"]))
+    assert rel_err(m.bases(), _load(family_dir, o["interp_bases"]["file"])) < F64_TOL
+    ref = _load(family_dir, o["frames_mag"]["file"])
+    got = _frames_mag(m, p["calls"])
+    assert not got[0].any() and not ref[0].any()  # call 0: RTPGHI has no previous frame yet
+    assert rel_err(got, ref) < F64_TOL
+
+
+@pytest.mark.parametrize("name", MORPH_CASES)
+def test_nmfmorph_default_given_flucomas_pairing(name, family_dir, morph_buffers):
+    """The default code path, handed FluCoMa's pairing, matches too; only the pairing differs."""
+    S, T, H = morph_buffers
+    case = _case(name)
+    p, o = case["params"], case["outputs"]
+    perm = _load(family_dir, o["perm"]["file"])
+    m = bufnmf.NMFMorph(S, T[:, perm], H, p["interpolation"], False, p["seed"])
+    assert rel_err(m.bases(), _load(family_dir, o["interp_bases"]["file"])) < F64_TOL
+    assert rel_err(_frames_mag(m, p["calls"]), _load(family_dir, o["frames_mag"]["file"])) < F64_TOL
+
+
+def test_nmfmorph_assignment_is_the_least_cost(morph_buffers, monkeypatch):
+    S, T, _ = morph_buffers
+    own = transport_module.assignment_costs(S, T)
+    best = min(((a, b, c) for a in range(3) for b in range(3) for c in range(3) if len({a, b, c}) == 3),
+               key=lambda q: sum(own[i, q[i]] for i in range(3)))
+    assert tuple(bufnmf.NMFMorph(S, T, np.ones((2, 3))).perm) == best == (1, 0, 2)
+    monkeypatch.setattr(transport_module, "assignment_costs", _flucoma_running_cost)
+    assert tuple(bufnmf.NMFMorph(S, T, np.ones((2, 3))).perm) == (2, 0, 1)  # FluCoMa's
+
+
+def test_nmfmorph_frames_cycle(morph_buffers):
+    S, T, H = morph_buffers
+    m = bufnmf.NMFMorph(S, T, H, 0.3, seed=1)
+    B = m.bases()
+    got = _frames_mag(m, 2 * H.shape[0] + 2)
+    want = np.array([B @ H[(t - 1) % H.shape[0]] for t in range(1, got.shape[0])])
+    np.testing.assert_allclose(got[1:], want, rtol=1e-12, atol=1e-15)
+
+
+def test_nmfmorph_stream_is_overlap_added_calls(morph_buffers):
+    S, T, H = morph_buffers
+    y = np.concatenate([bufnmf.NMFMorph(S, T, H, 0.5, seed=3).process(n) for n in (0,)] +
+                       [p for m in [bufnmf.NMFMorph(S, T, H, 0.5, seed=3)] for p in
+                        (m.process(1), m.process(63), m.process(64), m.process(1000), m.process(5000))])
+    b = bufnmf.NMFMorph(S, T, H, 0.5, seed=3)
+    w, h = 1024, 512
+    calls = -(-y.size // h)
+    out, g = np.zeros(calls * h + w), np.zeros(calls * h + w)
+    for t in range(calls):
+        out[t * h : t * h + w] += np.fft.irfft(b.process_frame(), 1024)[:w] * hann(w)
+        g[t * h : t * h + w] += hann(w) ** 2
+    ref = np.where(g > 0, out / np.where(g > 0, g, 1), 0)[: y.size]
+    np.testing.assert_allclose(y, ref, atol=1e-14)
+    assert not y[:h].any()  # call 0 is silent
+
+
+def test_rtpghi_steady_tone():
+    """A steady tone: RTPGHI advances the peak bin's phase by 2 pi f hop / sr per frame, exactly."""
+    from bufnmf.dsp.rtpghi import RTPGHI
+
+    w, h, f, k0 = 1024, 256, 1024, 40.0
+    x = np.cos(2 * np.pi * k0 / f * np.arange(w * 20))
+    mags = np.abs(np.fft.rfft(np.stack([x[i * h : i * h + w] * hann(w) for i in range(12)]), axis=1))
+    r = RTPGHI(w, h, f)
+    out = np.array([r.process(m, 0) for m in mags])
+    np.testing.assert_allclose(np.abs(out[1:]), mags[:-1], rtol=1e-12)  # one frame late
+    step = np.angle(np.exp(1j * (np.diff(np.angle(out[2:, int(k0)])) - 2 * np.pi * k0 * h / f)))
+    assert np.abs(step).max() < 1e-9
+
+
+def test_nmfmorph_seed_matters_and_reproduces(morph_buffers):
+    S, T, H = morph_buffers
+    a = bufnmf.morph(S, T, H, 0.5)
+    assert a.seed >= 0
+    np.testing.assert_array_equal(np.asarray(bufnmf.morph(S, T, H, 0.5, seed=a.seed)), np.asarray(a))
+    # the seed sets RTPGHI's starting phase of every partial (FluCoMa's starts at 0 whatever the seed)
+    one, two = np.asarray(bufnmf.morph(S, T, H, 0.5, seed=1)), np.asarray(bufnmf.morph(S, T, H, 0.5, seed=2))
+    assert np.abs(one - two).max() > 0.1 * np.abs(one).max()
+    assert abs(_db(one, two)) < 1.0  # the same frames' magnitudes: the same level
+
+
+@pytest.fixture(scope="module")
+def piano() -> tuple[np.ndarray, bufnmf.DecomposeResult]:
+    import soundfile as sf
+
+    from .conftest import DATA, need_shared
+
+    x, _ = sf.read(need_shared(DATA / "piano" / "mix.wav"))
+    return x, bufnmf.decompose(x, components=3, seed=1, resynth=False)
+
+
+def _db(y: np.ndarray, x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(y))) / np.sqrt(np.mean(np.square(x[: y.size])))))
+
+
+@pytest.mark.parametrize("griffin_lim_iterations", [0, 20])
+def test_nmfmorph_level_must_show(piano, griffin_lim_iterations):
+    """Interpolation 0, a sound's own bases and activations, with the scale BufNMF divided out: its own level."""
+    x, r = piano
+    assert r.activation_scale.shape == (1,) and r.activation_scale[0] > 10  # BufNMF's max(H) (99.3 here)
+    y = bufnmf.morph(r.bases, r.bases, r.activations, seed=1, activation_scale=r.activation_scale,
+                     griffin_lim_iterations=griffin_lim_iterations, num_samples=x.size)
+    assert abs(_db(y, x)) < 1.0
+    flucoma = bufnmf.morph(r.bases, r.bases, r.activations, seed=1, griffin_lim_iterations=griffin_lim_iterations)
+    assert _db(flucoma, x) < -30.0  # FluCoMa's level: the model divided by max(H)
+
+
+def test_nmfmorph_own_bases_pair_with_themselves(piano, monkeypatch):
+    """Per-pair costs pair a sound's bases with themselves; FluCoMa's running cost need not."""
+    W = bufnmf.decompose(piano[0], components=5, seed=1, resynth=False).bases
+    assert np.array_equal(transport_module.assign(W, W), np.arange(5))
+    monkeypatch.setattr(transport_module, "assignment_costs", _flucoma_running_cost)
+    assert not np.array_equal(transport_module.assign(W, W), np.arange(5))

@@ -165,16 +165,22 @@ Examples:
 @click.option("--target-bases", "target_path", required=True, type=str, help="Bases buffer to morph to.")
 @click.option("--activations", "acts_path", required=True, type=str, help="Activations buffer to play.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
-@click.option("--interpolation", type=str, default="0.5", show_default=True,
-              help="0..1, or comma-separated values for a curve over the output.")
+@click.option("--interpolation", type=str, default="0", show_default=True,
+              help="0 (source) .. 1 (target), or comma-separated values for a curve over the output.")
 @click.option("--no-autoassign", is_flag=True, help="Pair basis k with basis k instead of by transport cost.")
+@click.option("--activation-scale", type=float, default=None,
+              help="Multiply the activations [default: the scale in the summary.json beside --activations, which "
+                   "plays the sound at its own level; else 1, FluCoMa's level].")
+@click.option("--griffin-lim-iterations", type=int, default=0, show_default=True,
+              help="Refine RTPGHI's phase with this many fast Griffin-Lim iterations (0: FluCoMa's sound).")
 @click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
 @seed_option
 @fft_options()
 @output_options
 def morph(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str, no_autoassign: bool,
-          sample_rate: int | None, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
-          quiet: bool, force: bool, debug: bool) -> None:
+          activation_scale: float | None, griffin_lim_iterations: int, sample_rate: int | None, seed: int,
+          window_size: int | None, hop_size: int | None, fft_size: int | None, quiet: bool, force: bool,
+          debug: bool) -> None:
     """NMFMorph offline: morph source bases into target bases under the given activations."""
     try:
         curve = [float(v) for v in interpolation.split(",")]
@@ -182,6 +188,7 @@ def morph(source_path: str, target_path: str, acts_path: str, output: Path, inte
         raise BufNMFError(f"--interpolation {interpolation!r} must be a number or comma-separated numbers") from None
     job = morph_job(source_path, target_path, acts_path, output, interpolation=curve[0] if len(curve) == 1 else curve,
                     autoassign=not no_autoassign, sample_rate=sample_rate, seed=seed, window_size=window_size,
-                    hop_size=hop_size, fft_size=fft_size, force=force)
+                    hop_size=hop_size, fft_size=fft_size, activation_scale=activation_scale,
+                    griffin_lim_iterations=griffin_lim_iterations, force=force)
     say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
-               f"seed {job.summary['seed']})")
+               f"seed {job.summary['seed']}, activation scale from {job.summary['activation_scale_from']})")

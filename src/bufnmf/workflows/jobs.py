@@ -160,6 +160,7 @@ def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: M
             "resynth": list(res.resynth.shape) if res.resynth is not None else None,
         },
         "buffer_sample_rates": {"bases": sample_rate / res.fft_size, "activations": sample_rate / res.hop_size},
+        "activation_scale": [float(v) for v in res.activation_scale],
         "divergence": [[float(d) for d in ch] for ch in res.divergences],
         "timings": dict(timings),
         "outputs": list(outputs),
@@ -607,29 +608,54 @@ def cross_job(source: str | os.PathLike[str], target: str | os.PathLike[str], ou
     return JobResult(list(out.written), {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr}, y)
 
 
+def _summary_beside(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``summary.json`` in the folder of ``path`` (written by :func:`decompose_job`), or {} if none is usable."""
+    summary_path = Path(path).parent / "summary.json"
+    if not summary_path.is_file():
+        return {}
+    try:
+        loaded = json.loads(summary_path.read_text())
+    except (ValueError, OSError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _decomposition_scale(meta: Mapping[str, Any], H: np.ndarray) -> list[float] | None:
+    """The per-channel activation scale a summary records, if it describes activations of H's shape."""
+    scale = meta.get("activation_scale")
+    shape = meta.get("shapes", {}).get("activations") if isinstance(meta.get("shapes"), dict) else None
+    if not isinstance(scale, list) or not scale or shape != list(H.shape):
+        return None
+    try:
+        values = [float(v) for v in scale]
+    except (TypeError, ValueError):
+        return None
+    if H.shape[1] % len(values) or not all(np.isfinite(v) and v >= 0 for v in values):
+        return None
+    return values
+
+
 def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathLike[str],
               activations: str | os.PathLike[str], output: str | os.PathLike[str], *,
-              interpolation: float | Sequence[float] = 0.5, autoassign: bool = True, sample_rate: int | None = None,
+              interpolation: float | Sequence[float] = 0.0, autoassign: bool = True, sample_rate: int | None = None,
               seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
-              fft_size: int | None = None, force: bool = False) -> JobResult:
+              fft_size: int | None = None, activation_scale: float | Sequence[float] | None = None,
+              griffin_lim_iterations: int = 0, force: bool = False) -> JobResult:
     """NMFMorph offline from three buffers, written as one audio file.
 
     The FFT settings and the rate come from the ``summary.json`` beside the source bases (a folder
     written by :func:`decompose_job`) unless given; else window = fft = the bases' FFT size, and 44100 Hz.
+    The activation scale (the factor BufNMF divided the activations by, so the morph plays at the
+    sound's level) comes from the ``summary.json`` beside the activations, when it describes
+    activations of that shape, unless given; else 1.0 (FluCoMa's level, typically 30-45 dB down). That
+    summary also gives the output length (its ``num_frames``) when its frame count matches.
     """
     out_path = Path(output)
     OutputSet(out_path.parent, [out_path.name], force=force).check()
     S, _ = read_buffer(source_bases, "source bases")
     T, _ = read_buffer(target_bases, "target bases")
     H, _ = read_buffer(activations, "activations")
-    summary_path = Path(source_bases).parent / "summary.json"
-    meta: dict[str, Any] = {}
-    if summary_path.is_file():
-        try:
-            loaded = json.loads(summary_path.read_text())
-            meta = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            meta = {}
+    meta = _summary_beside(source_bases)
     params = meta.get("parameters", {}) if isinstance(meta.get("parameters"), dict) else {}
     if window_size is None and hop_size is None and fft_size is None and "fft_size" in params:
         window, hop, fft = params["window_size"], params["hop_size"], params["fft_size"]
@@ -637,11 +663,28 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
         window = window_size if window_size is not None else (S.shape[0] - 1) * 2
         hop, fft = (-1 if hop_size is None else hop_size), (-1 if fft_size is None else fft_size)
     sr = as_int("sample_rate", sample_rate if sample_rate is not None else meta.get("sample_rate", 44100))
+    acts_meta = _summary_beside(activations)
+    found = _decomposition_scale(acts_meta, H)
+    scale: float | list[float] = (found if found is not None else 1.0) if activation_scale is None else (
+        activation_scale if isinstance(activation_scale, (int, float)) else [float(v) for v in activation_scale])
+    scale_from = "given" if activation_scale is not None else (
+        str(Path(activations).parent / "summary.json") if found is not None else "none (FluCoMa's level)")
+    num_samples = None
+    acts_params = acts_meta.get("parameters", {}) if isinstance(acts_meta.get("parameters"), dict) else {}
+    settings = resolve_fft_settings(window, hop, fft)
+    if found is not None and isinstance(acts_params.get("num_frames"), int) and \
+            acts_params.get("hop_size") == settings.hop_size and \
+            settings.num_frames(acts_params["num_frames"]) == H.shape[0]:
+        num_samples = acts_params["num_frames"]
     curve = interpolation if isinstance(interpolation, (int, float)) else list(interpolation)
-    y = morph(S, T, H, curve, autoassign, seed, window, hop, fft)
+    y = morph(S, T, H, curve, autoassign, seed, window, hop, fft, activation_scale=scale,
+              griffin_lim_iterations=griffin_lim_iterations, num_samples=num_samples)
     with OutputSet(out_path.parent, [out_path.name], force=force) as out:
         out.write_audio(out_path.name, np.asarray(y)[:, None], sr)
-    return JobResult(list(out.written), {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr}, y)
+    scales = [float(v) for v in np.broadcast_to(np.asarray(scale, dtype=np.float64), (np.size(scale),))]
+    info = {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr, "activation_scale": scales,
+            "activation_scale_from": scale_from}
+    return JobResult(list(out.written), info, y)
 
 
 __all__ = [

@@ -553,3 +553,17 @@ def test_nmfmorph_own_bases_pair_with_themselves(piano, monkeypatch):
     assert np.array_equal(transport_module.assign(W, W), np.arange(5))
     monkeypatch.setattr(transport_module, "assignment_costs", _flucoma_running_cost)
     assert not np.array_equal(transport_module.assign(W, W), np.arange(5))
+
+
+# ---------------------------------------------------------------------------------------------
+# BufNMFCross (no fixture: FluCoMa's differences are documented in docs/flucoma-parity.md)
+
+
+def test_nmfcross_griffin_lim_momentum_is_flucomas(drums):
+    x = drums[:30000].astype(np.float64)
+    kw = dict(iterations=5, seed=3, griffin_lim_iterations=5)
+    default = np.asarray(bufnmf.cross(x, x[::-1].copy(), **kw))
+    np.testing.assert_array_equal(default, np.asarray(bufnmf.cross(x, x[::-1].copy(), griffin_lim_momentum=0.9, **kw)))
+    assert not np.allclose(default, np.asarray(bufnmf.cross(x, x[::-1].copy(), griffin_lim_momentum=0.99, **kw)))
+    with pytest.raises(bufnmf.BufNMFError, match=r"griffin_lim_momentum must be in \[0, 1\), got 1"):
+        bufnmf.cross(x, x, griffin_lim_momentum=1.0)

@@ -9,13 +9,14 @@ from .stft import istft, stft_complex
 
 
 def griffin_lim(
-    magnitude: np.ndarray, settings: FFTSettings, num_samples: int, iterations: int = 50, momentum: float = 0.99,
+    magnitude: np.ndarray, settings: FFTSettings, num_samples: int, iterations: int = 50, momentum: float = 0.9,
     init_phase: np.ndarray | None = None, seed: int = 0,
 ) -> np.ndarray:
     """A signal whose STFT magnitude approaches ``magnitude`` (bins x frames, BufNMF framing).
 
     Fast Griffin-Lim: each iteration projects onto consistent spectrograms (ISTFT then STFT)
-    and extrapolates with ``momentum`` (0 gives plain Griffin-Lim). Starts from
+    and extrapolates with ``momentum`` (0 gives plain Griffin-Lim). The default 0.9 is FluCoMa's
+    (GriffinLim.hpp's ``t_n - 0.9 / 1.9 t_(n-1)``, normalised, is this update with alpha 0.9). Starts from
     ``init_phase`` (radians, bins x frames) or from uniform random phase (``seed``).
 
     Returns:

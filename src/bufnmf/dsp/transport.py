@@ -119,14 +119,6 @@ def transport_plan(m1: list[SpectralMass], m2: list[SpectralMass]) -> tuple[list
     return plan, cost
 
 
-def _place(out: np.ndarray, mag: np.ndarray, m: SpectralMass, center: int, scale: float) -> None:
-    """Add ``scale * mag[start:end]`` to ``out`` moved so that the mass's peak lands on ``center``."""
-    shift = center - m.center_bin
-    a, b = max(m.start_bin, -shift), min(m.end_bin, out.size - shift)
-    if b > a:
-        out[a + shift : b + shift] += scale * mag[a:b]
-
-
 class OptimalTransport:
     """One source and one target spectrum, segmented and coupled (FluCoMa's ``OptimalTransport``).
 
@@ -150,20 +142,37 @@ class OptimalTransport:
                 raise BufNMFError(f"the {name} spectrum has no peak between two valleys to move (it is flat, "
                                   "silent or monotone)")
         self.plan, self.cost = transport_plan(self.masses_source, self.masses_target)
+        self._placements = self._index_placements()
+
+    def _index_placements(self) -> tuple[np.ndarray, ...]:
+        """Every bin every plan entry places, as flat arrays: the entry, the bin's offset from its mass's peak,
+        its value per unit of the entry's scale, and which side (0 source, 1 target) it comes from."""
+        entries, offsets, values, sides = [], [], [], []
+        for e, (i, j, amount) in enumerate(self.plan):
+            for side, spec, m in ((0, self.source, self.masses_source[i]), (1, self.target, self.masses_target[j])):
+                # FluCoMa divides by the mass unconditionally (0 / 0 = NaN for an empty mass): skipped here
+                if m.mass <= 0 or m.end_bin <= m.start_bin:
+                    continue
+                bins = np.arange(m.start_bin, m.end_bin)
+                entries.append(np.full(bins.size, e))
+                offsets.append(bins - m.center_bin)
+                values.append(spec[bins] * (amount / m.mass))
+                sides.append(np.full(bins.size, side))
+        centres = np.array([(self.masses_source[i].center_bin, self.masses_target[j].center_bin)
+                            for i, j, _ in self.plan], dtype=np.float64)
+        return (centres, *(np.concatenate(a) if a else np.zeros(0, dtype=np.int64) for a in (entries, offsets)),
+                *(np.concatenate(a) if a else np.zeros(0) for a in (values, sides)))
 
     def interpolate(self, interpolation: float) -> np.ndarray:
         """The spectrum ``interpolation`` of the way from the source (0) to the target (1), float64 (n,)."""
         t = float(interpolation)
-        out = np.zeros(max(self.source.size, self.target.size))
-        for i, j, amount in self.plan:
-            m1, m2 = self.masses_source[i], self.masses_target[j]
-            center = int(np.rint((1 - t) * m1.center_bin + t * m2.center_bin))
-            # FluCoMa divides by the mass unconditionally (0 / 0 = NaN for an empty mass): skipped here
-            if m1.mass > 0:
-                _place(out, self.source, m1, center, (1 - t) * amount / m1.mass)
-            if m2.mass > 0:
-                _place(out, self.target, m2, center, t * amount / m2.mass)
-        return out
+        n = max(self.source.size, self.target.size)
+        centres, entries, offsets, values, sides = self._placements
+        peak = np.rint((1 - t) * centres[:, 0] + t * centres[:, 1]).astype(np.int64)  # std::lrint per entry
+        dest = peak[entries] + offsets
+        inside = (dest >= 0) & (dest < n)  # what falls outside the spectrum is dropped
+        weight = np.where(sides == 0, 1 - t, t)
+        return np.bincount(dest[inside], (values * weight)[inside], minlength=n)[:n]
 
 
 def assignment_costs(source_bases: np.ndarray, target_bases: np.ndarray) -> np.ndarray:

@@ -170,8 +170,17 @@ def test_morph_errors_are_loud():
         bufnmf.morph(S, S, np.ones((10, 3)), window_size=2048)
     with pytest.raises(BufNMFError, match="activations have 4 components"):
         bufnmf.morph(S, S, np.ones((10, 4)))
-    with pytest.raises(BufNMFError, match="interpolation must lie in"):
-        bufnmf.morph(S, S, np.ones((10, 3)), interpolation=1.5)
+    with pytest.raises(BufNMFError, match="source_bases column 0 has no peak between two valleys"):
+        bufnmf.morph(S, S, np.ones((10, 3)))  # FluCoMa falls silent
+    peaked = np.random.default_rng(0).random((513, 3)) ** 4
+    with pytest.raises(BufNMFError, match="interpolation must lie in .0, 1., got 1.5"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=1.5)
+    with pytest.raises(BufNMFError, match="interpolation must lie in .0, 1., got -0.2"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=[0.0, -0.2, 1.0])
+    with pytest.raises(BufNMFError, match="activation_scale must be a number, 3 numbers .one per component. or one"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), activation_scale=[1.0, 2.0])
+    with pytest.raises(BufNMFError, match=r"activation_scale must be finite and >= 0, got \[-1.0\]"):
+        bufnmf.NMFMorph(peaked, peaked, np.ones((10, 3)), activation_scale=-1.0)
 
 
 def test_cli_cross_and_morph(tmp_path, capsys, x):

@@ -567,3 +567,33 @@ def test_nmfcross_griffin_lim_momentum_is_flucomas(drums):
     assert not np.allclose(default, np.asarray(bufnmf.cross(x, x[::-1].copy(), griffin_lim_momentum=0.99, **kw)))
     with pytest.raises(bufnmf.BufNMFError, match=r"griffin_lim_momentum must be in \[0, 1\), got 1"):
         bufnmf.cross(x, x, griffin_lim_momentum=1.0)
+
+
+@pytest.mark.slow
+def test_cli_morph_reads_the_level_from_the_summary(tmp_path, data_dir, capsys):
+    """bufnmf morph finds the activation scale (and the length) in the summary.json beside the activations."""
+    import shutil
+
+    import soundfile as sf
+
+    from bufnmf.cli import main
+
+    src = data_dir / "piano" / "mix.wav"
+    x, _ = sf.read(src)
+    assert main(["decompose", str(src), "-o", str(tmp_path / "p"), "-k", "3", "--seed", "1", "--no-resynth"]) == 0
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert len(summary["activation_scale"]) == 1 and summary["activation_scale"][0] > 10
+    bases, acts = str(tmp_path / "p" / "bases.wav"), tmp_path / "p" / "activations.wav"
+    assert main(["morph", "--source-bases", bases, "--target-bases", bases, "--activations", str(acts),
+                 "-o", str(tmp_path / "own.wav"), "--seed", "2"]) == 0, capsys.readouterr().err
+    y, sr = sf.read(tmp_path / "own.wav")
+    assert sr == 44100 and y.shape == x.shape and abs(_db(y, x)) < 1.0
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(acts, tmp_path / "elsewhere" / "acts.wav")  # no summary.json beside it: FluCoMa's level
+    assert main(["morph", "--source-bases", bases, "--target-bases", bases, "--activations",
+                 str(tmp_path / "elsewhere" / "acts.wav"), "-o", str(tmp_path / "quiet.wav"), "--seed", "2"]) == 0
+    assert _db(sf.read(tmp_path / "quiet.wav")[0], x) < -30.0
+    assert main(["morph", "--source-bases", bases, "--target-bases", bases, "--activations",
+                 str(tmp_path / "elsewhere" / "acts.wav"), "-o", str(tmp_path / "given.wav"), "--seed", "2",
+                 "--activation-scale", str(summary["activation_scale"][0])]) == 0
+    assert abs(_db(sf.read(tmp_path / "given.wav")[0], x)) < 1.0

@@ -43,7 +43,7 @@ from ..dsp.phase import griffin_lim
 from ..dsp.random import uniform_range
 from ..dsp.rtpghi import RTPGHI
 from ..dsp.stream import OverlapAdder
-from ..dsp.transport import OptimalTransport, assign
+from ..dsp.transport import OptimalTransport, assign, segment_spectrum
 from ..errors import BufNMFError
 from .common import SeededArray
 
@@ -78,6 +78,11 @@ def _check(source_bases: object, target_bases: object, activations: object, sett
                           f"(fft_size // 2 + 1): pass the FFT settings the bases were made with")
     if H.shape[1] != S.shape[1]:
         raise BufNMFError(f"activations have {H.shape[1]} components (columns) but the bases have {S.shape[1]}")
+    for name, B in (("source_bases", S), ("target_bases", T)):
+        for k in range(B.shape[1]):
+            if not segment_spectrum(B[:, k]):
+                raise BufNMFError(f"{name} column {k} has no peak between two valleys (it is flat, silent or "
+                                  "monotone): there is nothing to move; give a basis with spectral peaks")
     return S, T, H
 
 
@@ -93,7 +98,8 @@ def _scale(activation_scale: object, components: int) -> np.ndarray:
         raise BufNMFError(f"activation_scale must be a number, {components} numbers (one per component) or one per "
                           f"channel (a divisor of {components}), got {scale.size}")
     if not np.isfinite(scale).all() or (scale < 0).any():
-        raise BufNMFError("activation_scale must be finite and >= 0 (e.g. DecomposeResult.activation_scale)")
+        raise BufNMFError(f"activation_scale must be finite and >= 0, got {scale.tolist()}: give the factor "
+                          "decompose reports (its result's and summary.json's activation scale), or 1")
     return np.repeat(scale, components // scale.size)
 
 
@@ -110,16 +116,14 @@ def _interpolation(value: object) -> float:
 def _curve(interpolation: float | Sequence[float] | np.ndarray, frames: int) -> np.ndarray:
     """One interpolation value per frame: a number, or a curve over the output resampled to the frames."""
     arr = np.asarray(interpolation, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(frames, float(arr))
-    elif arr.ndim == 1 and arr.size >= 1:
-        arr = np.interp(np.linspace(0, 1, frames), np.linspace(0, 1, arr.size), arr) if arr.size > 1 else \
-            np.full(frames, float(arr[0]))
-    else:
+    if arr.ndim > 1 or arr.size == 0:
         raise BufNMFError(f"interpolation must be a number or a 1-D curve, got shape {arr.shape}")
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-        raise BufNMFError("interpolation must lie in [0, 1]")
-    return arr
+    bad = arr[~(np.isfinite(arr) & (arr >= 0) & (arr <= 1))]
+    if bad.size:
+        raise BufNMFError(f"interpolation must lie in [0, 1], got {bad[0]:g}")
+    if arr.ndim == 0 or arr.size == 1:
+        return np.full(frames, float(arr.reshape(-1)[0]))
+    return np.interp(np.linspace(0, 1, frames), np.linspace(0, 1, arr.size), arr)
 
 
 class NMFMorph:
@@ -153,12 +157,7 @@ class NMFMorph:
         self.latency = s.window_size
         self.H = H * _scale(activation_scale, H.shape[1])
         self.perm = assign(S, T) if autoassign else np.arange(S.shape[1], dtype=np.int64)
-        self._transports = []
-        for k in range(S.shape[1]):
-            try:
-                self._transports.append(OptimalTransport(S[:, k], T[:, self.perm[k]]))
-            except BufNMFError as exc:
-                raise BufNMFError(f"source basis {k} or target basis {self.perm[k]}: {exc}") from None
+        self._transports = [OptimalTransport(S[:, k], T[:, self.perm[k]]) for k in range(S.shape[1])]
         self._cache: tuple[float, np.ndarray] | None = None
         self._position = 0  # the next activation frame
         self._rtpghi = RTPGHI(s.window_size, s.hop_size, s.fft_size)

@@ -201,3 +201,18 @@ def test_cli_cross_and_morph(tmp_path, capsys, x):
     assert code == 0, capsys.readouterr().err
     m, sr = sf.read(tmp_path / "m.wav")
     assert sr == 44100 and m.shape == x.shape  # the length the summary.json beside the activations gives
+
+
+def test_activation_scale_per_channel(x):
+    """decompose reports the factor it divided each channel's activations by; morph takes it per channel."""
+    stereo = np.stack([x, 0.25 * x[::-1]], axis=1)
+    r = bufnmf.decompose(stereo, components=2, iterations=20, seed=1, resynth=False, precision="float64")
+    assert r.activation_scale.shape == (2,) and r.activation_scale.dtype == np.float64
+    for c in range(2):  # bases @ (activations * scale).T is the channel's model, which KL-NMF keeps at sum(V)
+        V = np.abs(stft_complex(stereo[:, c], S1024))
+        model = r.channel_block(r.bases, c).astype(np.float64) @ (
+            r.channel_block(r.activations, c).astype(np.float64) * r.activation_scale[c]).T
+        assert model.sum() == pytest.approx(V.sum(), rel=1e-3)
+    m = bufnmf.NMFMorph(r.bases, r.bases, r.activations, seed=0, activation_scale=r.activation_scale)
+    np.testing.assert_allclose(m.H, r.activations * np.repeat(r.activation_scale, 2), rtol=1e-12)
+    assert r.activation_scale[0] > 2 * r.activation_scale[1]  # the quieter channel's factor is smaller

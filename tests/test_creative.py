@@ -119,6 +119,9 @@ def test_segmentation_follows_flucoma():
     assert [(m.start_bin, m.center_bin, m.end_bin) for m in ms] == [(0, 1, 2), (2, 3, 4), (4, 5, 7)]
     assert ms[-1].mass == pytest.approx(mag2[4:7].sum() / mag2.sum())
     assert segment_spectrum(np.linspace(0, 1, 9)) == []  # no peak: nothing to move
+    plateau = np.array([0, 3, 1, 4, 2, 2, 5, 0])  # peaks 1, 3, 6 but one valley (2): the 2, 2 plateau is none
+    assert [(m.start_bin, m.center_bin, m.end_bin) for m in segment_spectrum(plateau)] == [(0, 1, 2)]  # FluCoMa
+    # would read past its valley list at peak 3; bufnmf stops there
     with pytest.raises(BufNMFError, match="the source spectrum has no peak between two valleys"):
         OptimalTransport(np.linspace(0, 1, 9), mag)
 
@@ -173,11 +176,11 @@ def test_morph_errors_are_loud():
     with pytest.raises(BufNMFError, match="source_bases column 0 has no peak between two valleys"):
         bufnmf.morph(S, S, np.ones((10, 3)))  # FluCoMa falls silent
     peaked = np.random.default_rng(0).random((513, 3)) ** 4
-    with pytest.raises(BufNMFError, match="interpolation must lie in .0, 1., got 1.5"):
+    with pytest.raises(BufNMFError, match=r"interpolation must lie in \[0, 1\], got 1\.5"):
         bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=1.5)
-    with pytest.raises(BufNMFError, match="interpolation must lie in .0, 1., got -0.2"):
+    with pytest.raises(BufNMFError, match=r"interpolation must lie in \[0, 1\], got -0\.2"):
         bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=[0.0, -0.2, 1.0])
-    with pytest.raises(BufNMFError, match="activation_scale must be a number, 3 numbers .one per component. or one"):
+    with pytest.raises(BufNMFError, match=r"activation_scale must be a number, 3 numbers \(one per component\) or one"):
         bufnmf.morph(peaked, peaked, np.ones((10, 3)), activation_scale=[1.0, 2.0])
     with pytest.raises(BufNMFError, match=r"activation_scale must be finite and >= 0, got \[-1.0\]"):
         bufnmf.NMFMorph(peaked, peaked, np.ones((10, 3)), activation_scale=-1.0)

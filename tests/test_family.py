@@ -115,6 +115,17 @@ def test_nmf_seed_errors(x):
         bufnmf.nmf_seed(x, components=0)
 
 
+def test_nmf_seed_silence_and_too_many_components():
+    for method in range(4):  # FluCoMa divides the activations by their maximum, 0, for methods 0, 2 and 3
+        r = bufnmf.nmf_seed(np.zeros(20000), method=method, seed=1)
+        assert np.isfinite(r.bases).all() and np.isfinite(r.activations).all()
+        if method != 1:  # method 1 fills with FluCoMa's random draws in [eps, 0.001 * mean) even here
+            assert not r.activations.any()
+    short = np.random.default_rng(0).standard_normal(2000)  # 4 frames: rank at most 4
+    with pytest.warns(bufnmf.BufNMFWarning, match="6 components asked but the spectrogram has rank at most 4"):
+        assert bufnmf.nmf_seed(short, min_components=6, max_components=8).components == 4
+
+
 def test_nndsvd_start_beats_a_random_start(data_dir):
     mix, _ = sf.read(data_dir / "drums" / "mix.wav")
     seed = bufnmf.nmf_seed(mix, components=3)

@@ -219,3 +219,14 @@ def test_activation_scale_per_channel(x):
     m = bufnmf.NMFMorph(r.bases, r.bases, r.activations, seed=0, activation_scale=r.activation_scale)
     np.testing.assert_allclose(m.H, r.activations * np.repeat(r.activation_scale, 2), rtol=1e-12)
     assert r.activation_scale[0] > 2 * r.activation_scale[1]  # the quieter channel's factor is smaller
+
+
+def test_morph_reports_progress_and_cancels():
+    rng = np.random.default_rng(5)
+    S, T, H = rng.random((513, 2)) ** 4, rng.random((513, 2)) ** 4, rng.random((150, 2))
+    seen: list[tuple[int, int]] = []
+    y = bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(64, 153), (128, 153), (150, 153), (151, 153), (152, 153), (153, 153)]
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3)))
+    with pytest.raises(bufnmf.Cancelled, match="after 151 of 153 steps"):
+        bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3, progress=lambda d, t: d < 151)

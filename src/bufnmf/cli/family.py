@@ -8,7 +8,17 @@ import click
 
 from ..errors import BufNMFError
 from ..workflows.jobs import cross_job, filter_job, istft_job, match_job, morph_job, seed_job, stft_job
-from .common import F, channel_choice, channel_options, fft_options, output_options, report_written, say, seed_option
+from .common import (
+    F,
+    Progress,
+    channel_choice,
+    channel_options,
+    fft_options,
+    output_options,
+    report_written,
+    say,
+    seed_option,
+)
 
 
 @click.command("stft", epilog="""\b
@@ -186,9 +196,11 @@ def morph(source_path: str, target_path: str, acts_path: str, output: Path, inte
         curve = [float(v) for v in interpolation.split(",")]
     except ValueError:
         raise BufNMFError(f"--interpolation {interpolation!r} must be a number or comma-separated numbers") from None
-    job = morph_job(source_path, target_path, acts_path, output, interpolation=curve[0] if len(curve) == 1 else curve,
-                    autoassign=not no_autoassign, sample_rate=sample_rate, seed=seed, window_size=window_size,
-                    hop_size=hop_size, fft_size=fft_size, activation_scale=activation_scale,
-                    griffin_lim_iterations=griffin_lim_iterations, force=force)
+    with Progress("morph", quiet, unit="step") as bar:
+        job = morph_job(source_path, target_path, acts_path, output,
+                        interpolation=curve[0] if len(curve) == 1 else curve, autoassign=not no_autoassign,
+                        sample_rate=sample_rate, seed=seed, window_size=window_size, hop_size=hop_size,
+                        fft_size=fft_size, activation_scale=activation_scale,
+                        griffin_lim_iterations=griffin_lim_iterations, force=force, progress=bar)
     say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
                f"seed {job.summary['seed']}, activation scale from {job.summary['activation_scale_from']})")

@@ -33,7 +33,7 @@ Differences from FluCoMa (docs/flucoma-parity.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,8 +44,10 @@ from ..dsp.random import uniform_range
 from ..dsp.rtpghi import RTPGHI
 from ..dsp.stream import OverlapAdder
 from ..dsp.transport import OptimalTransport, assign, segment_spectrum
-from ..errors import BufNMFError
+from ..errors import BufNMFError, Cancelled
 from .common import SeededArray
+
+ProgressCallback = Callable[[int, int], "bool | None"]
 
 #: fast Griffin-Lim's momentum when the offline morph refines its phase (FluCoMa's, in BufNMFCross).
 GRIFFIN_LIM_MOMENTUM = 0.9
@@ -211,6 +213,7 @@ def morph(
     activation_scale: float | Sequence[float] = 1.0,
     griffin_lim_iterations: int = 0,
     num_samples: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> SeededArray:
     """NMFMorph rendered offline over one pass of the activations.
 
@@ -222,6 +225,8 @@ def morph(
             Griffin-Lim (momentum 0.9) from RTPGHI's; 0 (default): RTPGHI's phase alone, the sound
             FluCoMa's NMFMorph streams.
         num_samples: the output length; default ``(frames - 1) * hop``.
+        progress: ``progress(done, total)`` now and then, total = frames + Griffin-Lim iterations;
+            returning False cancels with :class:`bufnmf.Cancelled`.
 
     Returns:
         float64 samples (num_samples,), activation frame n centred on sample ``n * hop`` as in BufNMF
@@ -246,10 +251,20 @@ def morph(
         raise BufNMFError(f"num_samples must be >= 0, got {n_out}")
     m = NMFMorph(S, T, H, float(curve[0]), autoassign, seed, s.window_size, s.hop_size, s.fft_size,
                  activation_scale=activation_scale)
+    total = frames + gl
+
+    def report(done: int) -> bool | None:
+        if progress is not None and progress(done, total) is False:
+            raise Cancelled(f"cancelled by the progress callback after {done} of {total} steps")
+        return None
+
     spectra = np.empty((s.bins, frames), dtype=np.complex128)
     m.process_frame()  # the first call returns RTPGHI's silent start; it computes frame 0
     for n in range(frames):
         m.interpolation = float(curve[min(n + 1, frames - 1)])  # for the frame this call computes (n + 1)
         spectra[:, n] = m.process_frame()  # frame n, RTPGHI's phase
-    y = griffin_lim(np.abs(spectra), s, n_out, gl, GRIFFIN_LIM_MOMENTUM, np.angle(spectra))
+        if (n + 1) % 64 == 0 or n + 1 == frames:
+            report(n + 1)
+    y = griffin_lim(np.abs(spectra), s, n_out, gl, GRIFFIN_LIM_MOMENTUM, np.angle(spectra),
+                    progress=lambda it: report(frames + it))
     return SeededArray.wrap(y, m.seed)

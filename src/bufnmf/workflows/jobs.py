@@ -640,7 +640,8 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
               interpolation: float | Sequence[float] = 0.0, autoassign: bool = True, sample_rate: int | None = None,
               seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
               fft_size: int | None = None, activation_scale: float | Sequence[float] | None = None,
-              griffin_lim_iterations: int = 0, force: bool = False) -> JobResult:
+              griffin_lim_iterations: int = 0, force: bool = False,
+              progress: ProgressCallback | None = None) -> JobResult:
     """NMFMorph offline from three buffers, written as one audio file.
 
     The FFT settings and the rate come from the ``summary.json`` beside the source bases (a folder
@@ -678,7 +679,7 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
         num_samples = acts_params["num_frames"]
     curve = interpolation if isinstance(interpolation, (int, float)) else list(interpolation)
     y = morph(S, T, H, curve, autoassign, seed, window, hop, fft, activation_scale=scale,
-              griffin_lim_iterations=griffin_lim_iterations, num_samples=num_samples)
+              griffin_lim_iterations=griffin_lim_iterations, num_samples=num_samples, progress=progress)
     with OutputSet(out_path.parent, [out_path.name], force=force) as out:
         out.write_audio(out_path.name, np.asarray(y)[:, None], sr)
     scales = [float(v) for v in np.broadcast_to(np.asarray(scale, dtype=np.float64), (np.size(scale),))]

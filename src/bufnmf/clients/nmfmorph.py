@@ -145,6 +145,7 @@ class NMFMorph:
 
     Attributes:
         perm: int64 (K,), the target basis paired with each source basis.
+        H: float64 (frames, K), the activations played (times ``activation_scale``).
         latency: ``window_size`` (as FluCoMa reports; the generator has no input).
     """
 

@@ -539,7 +539,7 @@ def match_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
 
     One column per basis (``max_components`` = the number of bases, as FluCoMa's Max object lists
     them); frame ``k`` (time ``k * hop / sr``, when its last sample arrives) covers the window
-    before it, so frame 0 is all zeros.
+    before it, so frame 0 holds no sound yet (its activations are eps-small).
     """
     out_path = Path(output)
     fmt = output_format(out_path)

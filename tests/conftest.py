@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BUFNMF_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "flucoma"
+FAMILY = SHARED / "fixtures" / "flucoma-family"  # FluCoMa's own outputs for the rest of the family
 DATA = SHARED / "data"
 
 
@@ -33,3 +34,8 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return need_shared(DATA)
+
+
+@pytest.fixture
+def family_dir() -> Path:
+    return need_shared(FAMILY)

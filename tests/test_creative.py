@@ -12,7 +12,7 @@ from bufnmf.cli import main
 from bufnmf.demo import drum_loop
 from bufnmf.dsp.fft import resolve_fft_settings
 from bufnmf.dsp.stft import stft_complex
-from bufnmf.dsp.transport import assign, interpolate_spectrum, transport_cost
+from bufnmf.dsp.transport import OptimalTransport, assign, segment_spectrum
 from bufnmf.models.cross import cross_activations
 
 S1024 = resolve_fft_settings(1024)
@@ -71,31 +71,59 @@ def test_cross_parameters_and_errors(x):
         bufnmf.cross(x, x, max_memory=10**6)
 
 
+def _bumps(centres: list[int], widths: list[float], heights: list[float], n: int = 513) -> np.ndarray:
+    i = np.arange(n)
+    return sum(h * np.exp(-0.5 * ((i - c) / w) ** 2) for c, w, h in zip(centres, widths, heights, strict=True))
+
+
 def test_morph_end_points_are_the_bases():
+    """At 0 (1) every source (target) mass comes back in place, scaled by the share of it the plan moves."""
     rng = np.random.default_rng(0)
-    a, b = rng.random(513) ** 4, rng.random(513) ** 4
-    np.testing.assert_allclose(interpolate_spectrum(a, b, 0.0), a, atol=1e-12)
-    np.testing.assert_allclose(interpolate_spectrum(a, b, 1.0), b, atol=1e-12)
+    for _ in range(3):
+        a, b = rng.random(513) ** 4, rng.random(513) ** 4
+        ot = OptimalTransport(a, b)
+        for t, spec, masses, side in ((0.0, a, ot.masses_source, 0), (1.0, b, ot.masses_target, 1)):
+            moved = np.zeros(len(masses))
+            for entry in ot.plan:
+                moved[entry[side]] += entry[2]
+            want = np.zeros(spec.size)
+            for m, amount in zip(masses, moved, strict=True):
+                want[m.start_bin : m.end_bin] = spec[m.start_bin : m.end_bin] * (amount / m.mass)
+            np.testing.assert_allclose(ot.interpolate(t), want, rtol=1e-9, atol=1e-15)
+    own = OptimalTransport(a, a)  # the same spectrum on both sides: everything moves, to itself
+    covered = np.zeros(513, bool)
+    for m in own.masses_source:
+        covered[m.start_bin : m.end_bin] = True
+    assert covered.mean() > 0.99 and own.cost == 0.0
+    for t in (0.0, 0.5, 1.0):
+        np.testing.assert_allclose(own.interpolate(t)[covered], a[covered], rtol=1e-9)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.1, 0.25, 0.5, 0.77, 1.0])
-def test_a_single_peak_moves_linearly_and_mass_interpolates(t):
-    a = np.zeros(513)
-    a[100] = 1.0
-    b = np.zeros(513)
-    b[301] = 3.0
-    y = interpolate_spectrum(a, b, t)
-    centroid = (y * np.arange(513)).sum() / y.sum()
-    assert centroid == pytest.approx((1 - t) * 100 + t * 301, abs=1e-9)
-    assert y.sum() == pytest.approx((1 - t) * 1.0 + t * 3.0)
-    assert np.count_nonzero(y) <= 2  # moved, not cross-faded
+def test_a_peak_moves_rigidly_in_frequency(t):
+    """A partial glides: its peak sits at rint((1 - t) i + t j) with its shape intact, no cross-fade."""
+    a = _bumps([100, 400], [12.0, 30.0], [1.0, 0.2])
+    b = _bumps([300, 470], [20.0, 30.0], [3.0, 0.2])
+    y = OptimalTransport(a, b).interpolate(t)
+    low = y[:350]
+    assert int(np.argmax(low)) == int(np.rint((1 - t) * 100 + t * 300))
+    peaks = np.flatnonzero((low[1:-1] > low[:-2]) & (low[1:-1] > low[2:]) & (low[1:-1] > 1e-3))
+    assert peaks.size == 1  # one moving peak, never two fading ones
 
 
-def test_mass_interpolates_linearly_for_real_spectra():
-    rng = np.random.default_rng(1)
-    a, b = rng.random(257), rng.random(257) * 5
-    for t in np.linspace(0, 1, 7):
-        assert interpolate_spectrum(a, b, t).sum() == pytest.approx((1 - t) * a.sum() + t * b.sum())
+def test_segmentation_follows_flucoma():
+    mag = np.array([0, 3, 1, 4, 1, 5, 2, 6, 0.5])  # peaks 1, 3, 5, 7; valleys 2, 4, 6
+    assert [(m.start_bin, m.center_bin, m.end_bin) for m in segment_spectrum(mag)] == [(0, 1, 2), (2, 3, 4), (4, 5, 6)]
+    mag2 = np.array([0, 3, 1, 4, 1, 5, 0.5, 2])  # rising at the end: the last mass runs to n - 1
+    ms = segment_spectrum(mag2)
+    assert [(m.start_bin, m.center_bin, m.end_bin) for m in ms] == [(0, 1, 2), (2, 3, 4), (4, 5, 7)]
+    assert ms[-1].mass == pytest.approx(mag2[4:7].sum() / mag2.sum())
+    assert segment_spectrum(np.linspace(0, 1, 9)) == []  # no peak: nothing to move
+    plateau = np.array([0, 3, 1, 4, 2, 2, 5, 0])  # peaks 1, 3, 6 but one valley (2): the 2, 2 plateau is none
+    assert [(m.start_bin, m.center_bin, m.end_bin) for m in segment_spectrum(plateau)] == [(0, 1, 2)]  # FluCoMa
+    # would read past its valley list at peak 3; bufnmf stops there
+    with pytest.raises(BufNMFError, match="the source spectrum has no peak between two valleys"):
+        OptimalTransport(np.linspace(0, 1, 9), mag)
 
 
 def test_autoassign_finds_the_permutation():
@@ -104,7 +132,6 @@ def test_autoassign_finds_the_permutation():
     perm = np.array([3, 0, 4, 1, 2])
     pairing = assign(S, S[:, perm])
     np.testing.assert_array_equal(perm[pairing], np.arange(5))  # each basis finds its own copy
-    assert transport_cost(S[:, 0], S[:, 0]) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_morph_renders_and_streams():
@@ -113,14 +140,27 @@ def test_morph_renders_and_streams():
     H = rng.random((40, 3))
     y = bufnmf.morph(S, T, H, interpolation=0.3, seed=0)
     assert y.shape == (39 * 512,) and np.isfinite(y).all() and np.abs(y).max() > 0
-    curve = bufnmf.morph(S, T, H, interpolation=[0.0, 1.0], seed=0, griffin_lim_iterations=0)
+    curve = bufnmf.morph(S, T, H, interpolation=[0.0, 1.0], seed=0, griffin_lim_iterations=2)
     assert curve.shape == y.shape
-    m = bufnmf.NMFMorph(S, T, H, interpolation=0.0, seed=0)
+    m = bufnmf.NMFMorph(S, T, H, seed=0)
+    assert m.interpolation == 0.0  # FluCoMa's default
     first = m.process(3000)
     m.interpolation = 1.0
     second = m.process(2000)
     assert first.shape == (3000,) and second.shape == (2000,) and np.isfinite(second).all()
+    assert not first[:512].any()  # RTPGHI returns the previous frame: the first hop is silent
     assert m.process(0).shape == (0,)
+    with pytest.raises(BufNMFError, match="interpolation must lie in"):
+        m.interpolation = 1.5
+
+
+def test_offline_morph_is_the_stream_aligned_like_bufnmf():
+    """Offline (no Griffin-Lim) = the stream's frames, latency (a hop for RTPGHI, half a window) removed."""
+    rng = np.random.default_rng(4)
+    S, T, H = rng.random((513, 3)) ** 4, rng.random((513, 3)) ** 4, rng.random((30, 3))
+    y = bufnmf.morph(S, T, H, 0.5, seed=5)
+    z = bufnmf.NMFMorph(S, T, H, 0.5, seed=5).process(512 + 512 + y.size)
+    np.testing.assert_allclose(y, z[1024:], atol=1e-12)
 
 
 def test_morph_errors_are_loud():
@@ -133,8 +173,17 @@ def test_morph_errors_are_loud():
         bufnmf.morph(S, S, np.ones((10, 3)), window_size=2048)
     with pytest.raises(BufNMFError, match="activations have 4 components"):
         bufnmf.morph(S, S, np.ones((10, 4)))
-    with pytest.raises(BufNMFError, match="interpolation must lie in"):
-        bufnmf.morph(S, S, np.ones((10, 3)), interpolation=1.5)
+    with pytest.raises(BufNMFError, match="source_bases column 0 has no peak between two valleys"):
+        bufnmf.morph(S, S, np.ones((10, 3)))  # FluCoMa falls silent
+    peaked = np.random.default_rng(0).random((513, 3)) ** 4
+    with pytest.raises(BufNMFError, match=r"interpolation must lie in \[0, 1\], got 1\.5"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=1.5)
+    with pytest.raises(BufNMFError, match=r"interpolation must lie in \[0, 1\], got -0\.2"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), interpolation=[0.0, -0.2, 1.0])
+    with pytest.raises(BufNMFError, match=r"activation_scale must be a number, 3 numbers \(one per component\) or one"):
+        bufnmf.morph(peaked, peaked, np.ones((10, 3)), activation_scale=[1.0, 2.0])
+    with pytest.raises(BufNMFError, match=r"activation_scale must be finite and >= 0, got \[-1.0\]"):
+        bufnmf.NMFMorph(peaked, peaked, np.ones((10, 3)), activation_scale=-1.0)
 
 
 def test_cli_cross_and_morph(tmp_path, capsys, x):
@@ -154,4 +203,30 @@ def test_cli_cross_and_morph(tmp_path, capsys, x):
                  "-o", str(tmp_path / "m.wav"), "--interpolation", "0,1", "--seed", "0"])
     assert code == 0, capsys.readouterr().err
     m, sr = sf.read(tmp_path / "m.wav")
-    assert sr == 44100 and m.shape == ((x.size // 512) * 512,)
+    assert sr == 44100 and m.shape == x.shape  # the length the summary.json beside the activations gives
+
+
+def test_activation_scale_per_channel(x):
+    """decompose reports the factor it divided each channel's activations by; morph takes it per channel."""
+    stereo = np.stack([x, 0.25 * x[::-1]], axis=1)
+    r = bufnmf.decompose(stereo, components=2, iterations=20, seed=1, resynth=False, precision="float64")
+    assert r.activation_scale.shape == (2,) and r.activation_scale.dtype == np.float64
+    for c in range(2):  # bases @ (activations * scale).T is the channel's model, which KL-NMF keeps at sum(V)
+        V = np.abs(stft_complex(stereo[:, c], S1024))
+        model = r.channel_block(r.bases, c).astype(np.float64) @ (
+            r.channel_block(r.activations, c).astype(np.float64) * r.activation_scale[c]).T
+        assert model.sum() == pytest.approx(V.sum(), rel=1e-3)
+    m = bufnmf.NMFMorph(r.bases, r.bases, r.activations, seed=0, activation_scale=r.activation_scale)
+    np.testing.assert_allclose(m.H, r.activations * np.repeat(r.activation_scale, 2), rtol=1e-12)
+    assert r.activation_scale[0] > 2 * r.activation_scale[1]  # the quieter channel's factor is smaller
+
+
+def test_morph_reports_progress_and_cancels():
+    rng = np.random.default_rng(5)
+    S, T, H = rng.random((513, 2)) ** 4, rng.random((513, 2)) ** 4, rng.random((150, 2))
+    seen: list[tuple[int, int]] = []
+    y = bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(64, 153), (128, 153), (150, 153), (151, 153), (152, 153), (153, 153)]
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3)))
+    with pytest.raises(bufnmf.Cancelled, match="after 151 of 153 steps"):
+        bufnmf.morph(S, T, H, seed=1, griffin_lim_iterations=3, progress=lambda d, t: d < 151)

@@ -8,7 +8,17 @@ import click
 
 from ..errors import BufNMFError
 from ..workflows.jobs import cross_job, filter_job, istft_job, match_job, morph_job, seed_job, stft_job
-from .common import F, channel_choice, channel_options, fft_options, output_options, report_written, say, seed_option
+from .common import (
+    F,
+    Progress,
+    channel_choice,
+    channel_options,
+    fft_options,
+    output_options,
+    report_written,
+    say,
+    seed_option,
+)
 
 
 @click.command("stft", epilog="""\b
@@ -23,16 +33,23 @@ Examples:
 @click.option("--padding", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 none, 1 window/2 each side, 2 window-hop each side.")
 @fft_options()
+@click.option("--start-frame", type=int, default=0, show_default=True, help="First sample to analyse.")
+@click.option("--num-frames", type=int, default=-1, show_default=True, help="Samples to analyse; -1: to the end.")
 @channel_options
 @output_options
 def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: int | None, hop_size: int | None,
-         fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool, debug: bool) -> None:
-    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio."""
+         fft_size: int | None, start_frame: int, num_frames: int, start_chan: int | None, mixdown: bool, quiet: bool,
+         force: bool, debug: bool) -> None:
+    """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio.
+
+    The inverse gives back as many samples as were analysed (stft.json records it).
+    """
     if inverse:
         job = istft_job(source, output, force=force)
     else:
         job = stft_job(source, output, padding=padding, window_size=window_size, hop_size=hop_size,
-                       fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+                       fft_size=fft_size, start_frame=start_frame, num_frames=num_frames,
+                       channel=channel_choice(start_chan, mixdown), force=force)
         if not job.summary["wav_buffers"]:
             say(quiet, f"note: {job.summary['bins']} bins exceed WAV's 1024-channel limit: wrote .npy buffers only")
     report_written(quiet, job.outputs)
@@ -40,29 +57,33 @@ def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: i
 
 @click.command("seed", epilog="""\b
 Examples:
-  bufnmf seed drums.wav -o seeds --coverage 0.6
+  bufnmf seed drums.wav -o seeds --coverage 0.6         # rank from the singular values (method 0, NMF-SVD)
+  bufnmf seed drums.wav -o seeds --method nndsvda -k 4  # a fixed rank
   bufnmf decompose drums.wav -o parts --bases seeds/bases.wav --activations seeds/activations.wav
 """)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
               help="Folder for the seed buffers.")
-@click.option("-k", "--components", type=int, default=-1, show_default=True, help="-1: from --coverage.")
 @click.option("--coverage", type=float, default=0.5, show_default=True,
-              help="Fraction of the singular values' energy to cover.")
-@click.option("--method", type=click.Choice(["nndsvd", "nndsvda", "nndsvdar"]), default="nndsvd", show_default=True)
+              help="Fraction (0..1) of the sum of the singular values to cover; 0: --min-components.")
+@click.option("--min-components", type=int, default=1, show_default=True, help="Smallest rank.")
+@click.option("--max-components", type=int, default=200, show_default=True, help="Largest rank.")
+@click.option("-k", "--components", type=int, default=None, help="A fixed rank instead of --coverage.")
+@click.option("--method", type=str, default="0", show_default=True,
+              help="0 NMF-SVD, 1 NNDSVDar, 2 NNDSVDa, 3 NNDSVD (the number or the name).")
 @seed_option
 @fft_options()
 @channel_options
 @output_options
-def seed(source: Path, outdir: Path, components: int, coverage: float, method: str, seed: int,
-         window_size: int | None, hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool,
-         quiet: bool, force: bool, debug: bool) -> None:
-    """BufNMFSeed: NNDSVD starting bases and activations for 'bufnmf decompose'."""
-    job = seed_job(source, outdir, components=components, coverage=coverage, method=method, seed=seed,
-                   window_size=window_size, hop_size=hop_size, fft_size=fft_size,
-                   channel=channel_choice(start_chan, mixdown), force=force)
-    say(quiet, f"{job.summary['components']} components cover {job.summary['coverage']:.1%} of the singular-value "
-               "energy")
+def seed(source: Path, outdir: Path, coverage: float, min_components: int, max_components: int,
+         components: int | None, method: str, seed: int, window_size: int | None, hop_size: int | None,
+         fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool, debug: bool) -> None:
+    """BufNMFSeed: SVD starting bases and activations for 'bufnmf decompose'."""
+    job = seed_job(source, outdir, min_components=min_components, max_components=max_components, coverage=coverage,
+                   method=method, seed=seed, components=components, window_size=window_size, hop_size=hop_size,
+                   fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+    say(quiet, f"{job.summary['components']} components ({job.summary['method_name']}) cover "
+               f"{job.summary['coverage']:.1%} of the sum of the singular values")
     report_written(quiet, job.outputs)
 
 
@@ -154,23 +175,32 @@ Examples:
 @click.option("--target-bases", "target_path", required=True, type=str, help="Bases buffer to morph to.")
 @click.option("--activations", "acts_path", required=True, type=str, help="Activations buffer to play.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
-@click.option("--interpolation", type=str, default="0.5", show_default=True,
-              help="0..1, or comma-separated values for a curve over the output.")
+@click.option("--interpolation", type=str, default="0", show_default=True,
+              help="0 (source) .. 1 (target), or comma-separated values for a curve over the output.")
 @click.option("--no-autoassign", is_flag=True, help="Pair basis k with basis k instead of by transport cost.")
+@click.option("--activation-scale", type=float, default=None,
+              help="Multiply the activations [default: the scale in the summary.json beside --activations, which "
+                   "plays the sound at its own level; else 1, FluCoMa's level].")
+@click.option("--griffin-lim-iterations", type=int, default=0, show_default=True,
+              help="Refine RTPGHI's phase with this many fast Griffin-Lim iterations (0: FluCoMa's sound).")
 @click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
 @seed_option
 @fft_options()
 @output_options
 def morph(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str, no_autoassign: bool,
-          sample_rate: int | None, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
-          quiet: bool, force: bool, debug: bool) -> None:
+          activation_scale: float | None, griffin_lim_iterations: int, sample_rate: int | None, seed: int,
+          window_size: int | None, hop_size: int | None, fft_size: int | None, quiet: bool, force: bool,
+          debug: bool) -> None:
     """NMFMorph offline: morph source bases into target bases under the given activations."""
     try:
         curve = [float(v) for v in interpolation.split(",")]
     except ValueError:
         raise BufNMFError(f"--interpolation {interpolation!r} must be a number or comma-separated numbers") from None
-    job = morph_job(source_path, target_path, acts_path, output, interpolation=curve[0] if len(curve) == 1 else curve,
-                    autoassign=not no_autoassign, sample_rate=sample_rate, seed=seed, window_size=window_size,
-                    hop_size=hop_size, fft_size=fft_size, force=force)
+    with Progress("morph", quiet, unit="step") as bar:
+        job = morph_job(source_path, target_path, acts_path, output,
+                        interpolation=curve[0] if len(curve) == 1 else curve, autoassign=not no_autoassign,
+                        sample_rate=sample_rate, seed=seed, window_size=window_size, hop_size=hop_size,
+                        fft_size=fft_size, activation_scale=activation_scale,
+                        griffin_lim_iterations=griffin_lim_iterations, force=force, progress=bar)
     say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
-               f"seed {job.summary['seed']})")
+               f"seed {job.summary['seed']}, activation scale from {job.summary['activation_scale_from']})")

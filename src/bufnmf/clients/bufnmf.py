@@ -42,7 +42,8 @@ class DecomposeResult:
     Attributes:
         bases: float32, shape (fft_size // 2 + 1, channels * components); unit L2 norm per column.
         activations: float32, shape (num_frames // hop_size + 1, channels * components);
-            each channel's block scaled so its largest value is 1.
+            each channel's block scaled so its largest value is 1 (FluCoMa's), that is divided by
+            ``activation_scale``.
         resynth: float32, shape (num_frames, channels * components), or None.
         components, iterations, window_size, hop_size, fft_size: resolved parameters.
         num_samples: samples analysed per channel (``num_frames`` resolved).
@@ -54,6 +55,10 @@ class DecomposeResult:
             freely beside supplied bases.
         kernel: the NMF kernel that ran ("numba" or "numpy").
         sample_rate: the source file's rate in Hz when a path was given, else None.
+        activation_scale: float64 (channels,): per channel, the largest value of the learnt
+            activations, which the written activations are divided by (1.0 for a silent channel).
+            ``bases @ (activations * activation_scale[c]).T`` is channel c's model of its magnitude
+            spectrogram; :func:`bufnmf.morph` takes it to play the sound at its own level.
     """
 
     bases: np.ndarray
@@ -76,6 +81,7 @@ class DecomposeResult:
     extra_components: int = 0
     kernel: str = ""
     sample_rate: int | None = None
+    activation_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
 
     @property
     def num_bins(self) -> int:
@@ -337,6 +343,7 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
     W_rand = flucoma_init(p.seed, bins, K) if W_in is None else None
     H_rand = flucoma_init(p.seed, K, hops) if H_in is None else None
     divergences: list[list[float]] = []
+    scales = np.ones(C)
     for c in range(C):
         cols = slice(c * K, (c + 1) * K)
         chan = prep.data[:, c]
@@ -370,6 +377,7 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         out_W[:, cols] = W
         peak = float(H.max())
         out_H[:, cols] = (H / peak).T if peak > 0 else H.T
+        scales[c] = peak if peak > 0 else 1.0
         if out_R is not None:
             block = resynthesise(X, W, H, p.settings, n, out=out_R[:, cols], release=release)
             if gain != 1.0:
@@ -380,7 +388,7 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         window_size=p.settings.window_size, hop_size=p.settings.hop_size, fft_size=p.settings.fft_size,
         num_samples=n, num_channels=C, start_frame=p.start_frame, start_chan=p.start_chan, seed=p.seed,
         bases_mode=p.bases_mode, act_mode=p.act_mode, precision=p.precision, divergences=divergences,
-        extra_components=p.extra_components, kernel=p.kernel, sample_rate=prep.sample_rate,
+        extra_components=p.extra_components, kernel=p.kernel, sample_rate=prep.sample_rate, activation_scale=scales,
     )
 
 

@@ -4,8 +4,9 @@ The parameters, checks and sound of FluCoMa's BufNMFCross; the constrained activ
 :mod:`bufnmf.models.cross`. FluCoMa's integer division makes its damping 1 until the last
 iteration and 0 there, so its constraints act only once; bufnmf follows the paper. The sound
 is the complex source frames weighted by ``H`` (their phases a starting point), whose magnitude
-is kept while fast Griffin-Lim (``griffin_lim_iterations``, momentum 0.99) makes the phase
-consistent.
+is kept while fast Griffin-Lim (``griffin_lim_iterations``, 50, and ``griffin_lim_momentum``,
+0.9, FluCoMa's) makes the phase consistent. FluCoMa starts Griffin-Lim from random phases; bufnmf
+from the weighted frames' phases (its documented choice).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from ..checks import as_int, resolve_seed
+from ..checks import as_float, as_int, resolve_seed
 from ..dsp.fft import resolve_fft_settings
 from ..dsp.phase import griffin_lim
 from ..dsp.stft import stft_complex
@@ -52,6 +53,8 @@ def cross(
     fft_size: int = -1,
     griffin_lim_iterations: int = 50,
     max_memory: int | None = None,
+    *,
+    griffin_lim_momentum: float = 0.9,
 ) -> SeededArray:
     """Rebuild ``target`` from the spectral frames of ``source`` (BufNMFCross).
 
@@ -68,6 +71,8 @@ def cross(
         window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
         griffin_lim_iterations: phase refinement iterations (0: the source frames' phases only).
         max_memory: refuse when the estimate exceeds this many bytes (default: available memory).
+        griffin_lim_momentum: fast Griffin-Lim's momentum, 0 (plain Griffin-Lim) .. < 1; 0.9 is FluCoMa's
+            (bufnmf 0.2 used 0.99).
 
     Returns:
         float64 samples of the target's length (a :class:`bufnmf.SeededArray`: ``.seed`` is the seed used).
@@ -80,6 +85,7 @@ def cross(
     griffin_lim_iterations = as_int("griffin_lim_iterations", griffin_lim_iterations)
     if griffin_lim_iterations < 0:
         raise BufNMFError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
+    momentum = as_float("griffin_lim_momentum", griffin_lim_momentum, low=0.0, high=1.0, high_open=True)
     settings = resolve_fft_settings(window_size, hop_size, fft_size)
     Ns, Nt = settings.num_frames(src.size), settings.num_frames(tgt.size)
     time_sparsity = _odd("time_sparsity", time_sparsity)
@@ -105,5 +111,5 @@ def cross(
     seed = resolve_seed(seed)
     H = cross_activations(W, V, iterations, time_sparsity, polyphony, continuity, seed)
     Y = S @ H
-    y = griffin_lim(np.abs(Y), settings, tgt.size, griffin_lim_iterations, 0.99, np.angle(Y), seed)
+    y = griffin_lim(np.abs(Y), settings, tgt.size, griffin_lim_iterations, momentum, np.angle(Y), seed)
     return SeededArray.wrap(y, seed)

@@ -1,36 +1,56 @@
-"""NMFMorph: morph each source basis into a target basis by 1-D optimal transport.
+"""NMFMorph: morph NMF bases into other bases by optimal transport, and play them, FluCoMa-exact.
 
-A basis is treated as a distribution of spectral mass over bins. Between two such
-distributions on a line, the optimal (monotone) transport pairs equal quantiles: a
-quantile at bin ``i`` of the source goes to bin ``j`` of the target, and at
-interpolation ``t`` it sits at ``(1 - t) i + t j`` (displacement interpolation, McCann).
-Peaks therefore *move* in frequency instead of cross-fading. Total mass is interpolated
-linearly (the numerics: :mod:`bufnmf.dsp.transport`). With ``autoassign`` the source/target
-pairs minimise the summed transport cost (Wasserstein-1 distance between the normalised
-spectra), found with scipy's ``linear_sum_assignment`` (the Hungarian method).
+FluCoMa's NMFMorph is a real-time generator (NMFMorph.hpp, NMFMorphClient.hpp):
 
-Offline :func:`morph` renders frames as interpolated bases times activations and gets
-the phase from fast Griffin-Lim (50 iterations, momentum 0.99) starting from a
-phase-vocoder phase (each bin advancing by its centre frequency per hop, from a random
-phase drawn from ``seed``). The streaming :class:`NMFMorph` uses that phase-vocoder phase
-alone (no look-ahead), cycling through the activation frames as FluCoMa does, on the
-streaming engine's overlap-adder. (FluCoMa uses RTPGHI; bufnmf's choice is simpler and
-documented here.)
+* **set-up**: with ``autoassign`` (the default) each source basis is paired with the target
+  basis of least transport cost (:func:`bufnmf.dsp.transport.assign`); otherwise source k goes
+  with target k. One :class:`bufnmf.dsp.transport.OptimalTransport` per pair: each basis is cut
+  into spectral masses (a peak between two valleys) that move rigidly in frequency.
+* **per hop**: the interpolated bases (bins x K) times the next activation frame (cycling through
+  the frames from frame 0) give a magnitude frame; RTPGHI (:mod:`bufnmf.dsp.rtpghi`) gives it a
+  phase and returns the *previous* frame, so the first hop is silent; the streaming engine's
+  overlap-adder renders it (latency: one window).
+
+:func:`morph` renders one pass over the activations offline, aligned as BufNMF's frames (frame n
+centred on sample n * hop): the same frames and phases as the stream, overlap-added; with
+``griffin_lim_iterations`` > 0 the phase is then refined by fast Griffin-Lim (momentum 0.9, as
+FluCoMa's BufNMFCross), which makes the frames more consistent at the price of time.
+
+Differences from FluCoMa (docs/flucoma-parity.md):
+
+* autoassign pairs by each pair's own transport cost (FluCoMa's cost accumulates over the pairs,
+  a bug: it can pair a sound's own bases wrongly);
+* ``activation_scale`` (bufnmf): BufNMF writes activations divided by their maximum and bases of
+  unit norm, so ``bases @ activations`` is the sound's model divided by that maximum (30-45 dB
+  down). :func:`bufnmf.decompose` returns the factor (``result.activation_scale``, per channel);
+  passing it back brings a morph of a sound's own bases to the sound's level. Default 1.0:
+  FluCoMa's level;
+* the seed also sets RTPGHI's starting phase (random per bin; FluCoMa starts at 0, so there the
+  seed only reaches bins 120 dB down and every seed sounds the same); seed -1 draws one seed,
+  reported as ``.seed``, where FluCoMa draws new random phases every frame;
+* mismatched or unusable buffers raise :class:`bufnmf.BufNMFError` (FluCoMa falls silent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..checks import as_int, resolve_seed
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..dsp.phase import griffin_lim
+from ..dsp.random import uniform_range
+from ..dsp.rtpghi import RTPGHI
 from ..dsp.stream import OverlapAdder
-from ..dsp.transport import assign, interpolate_spectrum
-from ..errors import BufNMFError
+from ..dsp.transport import OptimalTransport, assign, segment_spectrum
+from ..errors import BufNMFError, Cancelled
 from .common import SeededArray
+
+ProgressCallback = Callable[[int, int], "bool | None"]
+
+#: fast Griffin-Lim's momentum when the offline morph refines its phase (FluCoMa's, in BufNMFCross).
+GRIFFIN_LIM_MOMENTUM = 0.9
 
 
 def _check(source_bases: object, target_bases: object, activations: object, settings: FFTSettings
@@ -60,121 +80,115 @@ def _check(source_bases: object, target_bases: object, activations: object, sett
                           f"(fft_size // 2 + 1): pass the FFT settings the bases were made with")
     if H.shape[1] != S.shape[1]:
         raise BufNMFError(f"activations have {H.shape[1]} components (columns) but the bases have {S.shape[1]}")
+    for name, B in (("source_bases", S), ("target_bases", T)):
+        for k in range(B.shape[1]):
+            if not segment_spectrum(B[:, k]):
+                raise BufNMFError(f"{name} column {k} has no peak between two valleys (it is flat, silent or "
+                                  "monotone): there is nothing to move; give a basis with spectral peaks")
     return S, T, H
 
 
+def _scale(activation_scale: object, components: int) -> np.ndarray:
+    """``activation_scale`` as float64 (K,): one number for all components, one per component, or one per
+    channel of a multichannel decomposition (C numbers, K a multiple of C: columns ``c * K/C .. + K/C``)."""
+    try:
+        scale = np.asarray(activation_scale, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise BufNMFError(f"activation_scale must be a number or one number per component or channel, got "
+                          f"{activation_scale!r}") from None
+    if scale.size == 0 or components % scale.size:
+        raise BufNMFError(f"activation_scale must be a number, {components} numbers (one per component) or one per "
+                          f"channel (a divisor of {components}), got {scale.size}")
+    if not np.isfinite(scale).all() or (scale < 0).any():
+        raise BufNMFError(f"activation_scale must be finite and >= 0, got {scale.tolist()}: give the factor "
+                          "decompose reports (its result's and summary.json's activation scale), or 1")
+    return np.repeat(scale, components // scale.size)
+
+
+def _interpolation(value: object) -> float:
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BufNMFError(f"interpolation must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise BufNMFError(f"interpolation must lie in [0, 1], got {value!r}")
+    return t
+
+
 def _curve(interpolation: float | Sequence[float] | np.ndarray, frames: int) -> np.ndarray:
+    """One interpolation value per frame: a number, or a curve over the output resampled to the frames."""
     arr = np.asarray(interpolation, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(frames, float(arr))
-    elif arr.ndim == 1 and arr.size >= 1:
-        # a morph curve over the whole output, resampled to one value per frame
-        arr = np.interp(np.linspace(0, 1, frames), np.linspace(0, 1, arr.size), arr) if arr.size > 1 else \
-            np.full(frames, float(arr[0]))
-    else:
+    if arr.ndim > 1 or arr.size == 0:
         raise BufNMFError(f"interpolation must be a number or a 1-D curve, got shape {arr.shape}")
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-        raise BufNMFError("interpolation must lie in [0, 1]")
-    return arr
-
-
-class _Morpher:
-    """Interpolated bases for one interpolation value, cached (the common case is a constant)."""
-
-    def __init__(self, S: np.ndarray, T: np.ndarray, autoassign: bool) -> None:
-        self.S = S
-        self.T = T[:, assign(S, T)] if autoassign else T
-        self._t: float | None = None
-        self._B: np.ndarray | None = None
-
-    def bases(self, t: float) -> np.ndarray:
-        if self._t != t or self._B is None:
-            self._B = np.stack([interpolate_spectrum(self.S[:, k], self.T[:, k], t) for k in range(self.S.shape[1])],
-                               axis=1)
-            self._t = t
-        return self._B
-
-
-def _start_phase(seed: int, bins: int) -> np.ndarray:
-    """The phase of the first frame, uniform in [-pi, pi) from ``seed``: (bins,)."""
-    return np.random.default_rng(seed).uniform(-np.pi, np.pi, bins)
-
-
-def morph(
-    source_bases: np.ndarray,
-    target_bases: np.ndarray,
-    activations: np.ndarray,
-    interpolation: float | Sequence[float] | np.ndarray = 0.5,
-    autoassign: bool = True,
-    seed: int = -1,
-    window_size: int = 1024,
-    hop_size: int = -1,
-    fft_size: int = -1,
-    griffin_lim_iterations: int = 50,
-) -> SeededArray:
-    """Render the NMFMorph process offline.
-
-    Args:
-        source_bases, target_bases: (fft_size // 2 + 1, K) each, FluCoMa layout.
-        activations: (frames, K), FluCoMa layout; one output frame per row.
-        interpolation: 0..1, a number or a curve over the output (resampled per frame).
-        autoassign: pair bases by minimum total transport cost (else column k with column k).
-        seed: the starting phase (>= 0 reproduces; -1 draws one, reported as ``result.seed``).
-        window_size, hop_size, fft_size: FFT settings of the bases.
-        griffin_lim_iterations: phase refinement (0: phase-vocoder phase only).
-
-    Returns:
-        float64 samples, ``(frames - 1) * hop`` long (a :class:`bufnmf.SeededArray`).
-    """
-    settings = resolve_fft_settings(window_size, hop_size, fft_size)
-    S, T, H = _check(source_bases, target_bases, activations, settings)
-    gl = as_int("griffin_lim_iterations", griffin_lim_iterations)
-    if gl < 0:
-        raise BufNMFError(f"griffin_lim_iterations must be >= 0, got {gl}")
-    seed = resolve_seed(seed)
-    frames = H.shape[0]
-    curve = _curve(interpolation, frames)
-    m = _Morpher(S, T, autoassign)
-    mag = np.empty((settings.bins, frames))
-    for n in range(frames):
-        mag[:, n] = m.bases(float(curve[n])) @ H[n]
-    n_samples = max(1, (frames - 1) * settings.hop_size)
-    bins = np.arange(settings.bins)
-    advance = 2 * np.pi * bins * settings.hop_size / settings.fft_size
-    phase = np.outer(advance, np.arange(frames)) + _start_phase(seed, settings.bins)[:, None]
-    return SeededArray.wrap(griffin_lim(mag, settings, n_samples, gl, 0.99, phase), seed)
+    bad = arr[~(np.isfinite(arr) & (arr >= 0) & (arr <= 1))]
+    if bad.size:
+        raise BufNMFError(f"interpolation must lie in [0, 1], got {bad[0]:g}")
+    if arr.ndim == 0 or arr.size == 1:
+        return np.full(frames, float(arr.reshape(-1)[0]))
+    return np.interp(np.linspace(0, 1, frames), np.linspace(0, 1, arr.size), arr)
 
 
 class NMFMorph:
-    """Streaming NMFMorph: ``process(n_samples)`` returns the next ``n_samples`` of morphing sound.
+    """FluCoMa's NMFMorph as a stream: ``process(n)`` returns the next ``n`` samples of morphing sound.
 
-    One frame per hop: interpolated bases times the next activation row (cycling), phase
-    advancing by each bin's centre frequency from a random start (``seed``; -1 draws one,
-    reported as ``.seed``), overlap-added by the streaming engine. ``interpolation`` may be
-    changed between calls.
+    Args:
+        source_bases, target_bases: (fft_size // 2 + 1, K) each, FluCoMa buffer layout.
+        activations: (frames, K), played one frame per hop, cycling.
+        interpolation: 0 (the source bases) .. 1 (the target bases) (FluCoMa ``interpolation``, 0); an
+            attribute that may change between calls.
+        autoassign: pair source and target bases by least transport cost (FluCoMa ``autoassign``, on).
+        seed: RTPGHI's random phases and starting phase: -1 draws one (reported as ``.seed``).
+        window_size, hop_size, fft_size: FFT settings of the bases (FluCoMa's meanings).
+        activation_scale: bufnmf option (keyword): multiplies the activations: a number, one per component,
+            or one per channel of a multichannel decomposition; :attr:`bufnmf.DecomposeResult.activation_scale`
+            (the factor BufNMF divided out) gives the sound's level back. Default 1.0, FluCoMa's level.
+
+    Attributes:
+        perm: int64 (K,), the target basis paired with each source basis.
+        H: float64 (frames, K), the activations played (times ``activation_scale``).
+        latency: ``window_size`` (as FluCoMa reports; the generator has no input).
     """
 
     def __init__(self, source_bases: np.ndarray, target_bases: np.ndarray, activations: np.ndarray,
-                 interpolation: float = 0.5, autoassign: bool = True, seed: int = -1, window_size: int = 1024,
-                 hop_size: int = -1, fft_size: int = -1) -> None:
-        self.settings = resolve_fft_settings(window_size, hop_size, fft_size)
-        self.S, self.T, self.H = _check(source_bases, target_bases, activations, self.settings)
-        self.interpolation = float(_curve(interpolation, 1)[0])
-        self._m = _Morpher(self.S, self.T, autoassign)
-        s = self.settings
-        self._advance = 2 * np.pi * np.arange(s.bins) * s.hop_size / s.fft_size
+                 interpolation: float = 0.0, autoassign: bool = True, seed: int = -1, window_size: int = 1024,
+                 hop_size: int = -1, fft_size: int = -1, *, activation_scale: float | Sequence[float] = 1.0
+                 ) -> None:
+        self.settings = s = resolve_fft_settings(window_size, hop_size, fft_size)
+        S, T, H = _check(source_bases, target_bases, activations, s)
+        self.interpolation = interpolation
         self.seed = resolve_seed(seed)
-        self._phase = _start_phase(self.seed, s.bins)
-        self._frame = 0
+        self.latency = s.window_size
+        self.H = H * _scale(activation_scale, H.shape[1])
+        self.perm = assign(S, T) if autoassign else np.arange(S.shape[1], dtype=np.int64)
+        self._transports = [OptimalTransport(S[:, k], T[:, self.perm[k]]) for k in range(S.shape[1])]
+        self._cache: tuple[float, np.ndarray] | None = None
+        self._position = 0  # the next activation frame
+        self._rtpghi = RTPGHI(s.window_size, s.hop_size, s.fft_size)
+        self._rtpghi.reset(uniform_range(self.seed, s.bins, 0.0, 2.0 * np.pi))
         self._adder = OverlapAdder(s, 1)
 
-    def _next_frame(self) -> None:
-        t = float(_curve(self.interpolation, 1)[0])
-        mag = self._m.bases(t) @ self.H[self._frame % self.H.shape[0]]
-        if self._frame:
-            self._phase = self._phase + self._advance
-        self._frame += 1
-        self._adder.add((mag * np.exp(1j * self._phase))[None, None, :])
+    @property
+    def interpolation(self) -> float:
+        """0 (the source bases) .. 1 (the target bases), used from the next frame on."""
+        return self._interpolation
+
+    @interpolation.setter
+    def interpolation(self, value: float) -> None:
+        self._interpolation = _interpolation(value)
+
+    def bases(self, interpolation: float | None = None) -> np.ndarray:
+        """The interpolated bases, float64 (bins, K) (FluCoMa's ``OptimalTransport::interpolate`` per pair)."""
+        t = self._interpolation if interpolation is None else _interpolation(interpolation)
+        if self._cache is None or self._cache[0] != t:
+            self._cache = (t, np.stack([ot.interpolate(t) for ot in self._transports], axis=1))
+        return self._cache[1]
+
+    def process_frame(self) -> np.ndarray:
+        """One FluCoMa ``processFrame``: the next activation frame's magnitudes in, the previous frame with
+        its phase out, complex128 (bins,)."""
+        magnitude = self.bases() @ self.H[self._position]
+        self._position = (self._position + 1) % self.H.shape[0]
+        return self._rtpghi.process(magnitude, self.seed)
 
     def process(self, n_samples: int) -> np.ndarray:
         """The next ``n_samples`` samples, float64 (n_samples,)."""
@@ -182,5 +196,76 @@ class NMFMorph:
         if n < 0:
             raise BufNMFError(f"n_samples must be >= 0, got {n}")
         while self._adder.available < n:
-            self._next_frame()
+            self._adder.add(self.process_frame()[None, None, :])
         return self._adder.take(n)[:, 0]
+
+
+def morph(
+    source_bases: np.ndarray,
+    target_bases: np.ndarray,
+    activations: np.ndarray,
+    interpolation: float | Sequence[float] | np.ndarray = 0.0,
+    autoassign: bool = True,
+    seed: int = -1,
+    window_size: int = 1024,
+    hop_size: int = -1,
+    fft_size: int = -1,
+    *,
+    activation_scale: float | Sequence[float] = 1.0,
+    griffin_lim_iterations: int = 0,
+    num_samples: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> SeededArray:
+    """NMFMorph rendered offline over one pass of the activations.
+
+    Args:
+        source_bases, target_bases, activations, autoassign, seed, window_size, hop_size, fft_size,
+            activation_scale: as :class:`NMFMorph`.
+        interpolation: 0..1, a number or a curve over the output (resampled to one value per frame).
+        griffin_lim_iterations: bufnmf option: refine the phase by this many iterations of fast
+            Griffin-Lim (momentum 0.9) from RTPGHI's; 0 (default): RTPGHI's phase alone, the sound
+            FluCoMa's NMFMorph streams.
+        num_samples: the output length; default ``(frames - 1) * hop``.
+        progress: ``progress(done, total)`` now and then, total = frames + Griffin-Lim iterations;
+            returning False cancels with :class:`bufnmf.Cancelled`.
+
+    Returns:
+        float64 samples (num_samples,), activation frame n centred on sample ``n * hop`` as in BufNMF
+        (a :class:`bufnmf.SeededArray`; ``.seed`` is the seed used).
+
+    Example:
+        >>> import numpy as np, bufnmf
+        >>> rng = np.random.default_rng(0)
+        >>> S, T, H = rng.random((513, 2)) ** 4, rng.random((513, 2)) ** 4, rng.random((20, 2))
+        >>> bufnmf.morph(S, T, H, 0.5, seed=1).shape
+        (9728,)
+    """
+    s = resolve_fft_settings(window_size, hop_size, fft_size)
+    S, T, H = _check(source_bases, target_bases, activations, s)
+    gl = as_int("griffin_lim_iterations", griffin_lim_iterations)
+    if gl < 0:
+        raise BufNMFError(f"griffin_lim_iterations must be >= 0, got {gl}")
+    frames = H.shape[0]
+    curve = _curve(interpolation, frames)
+    n_out = max(1, (frames - 1) * s.hop_size) if num_samples is None else as_int("num_samples", num_samples)
+    if n_out < 0:
+        raise BufNMFError(f"num_samples must be >= 0, got {n_out}")
+    m = NMFMorph(S, T, H, float(curve[0]), autoassign, seed, s.window_size, s.hop_size, s.fft_size,
+                 activation_scale=activation_scale)
+    total = frames + gl
+
+    def report(done: int) -> bool | None:
+        if progress is not None and progress(done, total) is False:
+            raise Cancelled(f"cancelled by the progress callback after {done} of {total} steps")
+        return None
+
+    spectra = np.empty((s.bins, frames), dtype=np.complex128)
+    m.process_frame()  # the first call returns RTPGHI's silent start; it computes frame 0
+    for n in range(frames):
+        m.interpolation = float(curve[min(n + 1, frames - 1)])  # for the frame this call computes (n + 1)
+        spectra[:, n] = m.process_frame()  # frame n, RTPGHI's phase
+        if (n + 1) % 64 == 0 or n + 1 == frames:
+            report(n + 1)
+    y = griffin_lim(np.abs(spectra), s, n_out, gl, GRIFFIN_LIM_MOMENTUM, np.angle(spectra),
+                    progress=lambda it: report(frames + it))
+    return SeededArray.wrap(y, m.seed)

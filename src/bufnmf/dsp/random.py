@@ -89,3 +89,14 @@ def uniform01(seed: int, count: int) -> np.ndarray:
 def flucoma_init(seed: int, rows: int, cols: int) -> np.ndarray:
     """A ``rows x cols`` float64 matrix filled column-major from a fresh generator."""
     return uniform01(seed, rows * cols).reshape(cols, rows).T.copy()
+
+
+def uniform_range(seed: int, count: int, low: float, high: float) -> np.ndarray:
+    """``std::uniform_real_distribution<double>(low, high)`` draws over a fresh ``mt19937_64(seed)``.
+
+    libstdc++ computes ``canonical * (high - low) + low``, in that order; so does this (it matters
+    to the last bit). ``seed`` must be >= 0 (the clients resolve -1 to a drawn seed first).
+
+    Returns float64, shape ``(count,)``.
+    """
+    return uniform01(seed, count) * (high - low) + low

@@ -160,6 +160,7 @@ def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: M
             "resynth": list(res.resynth.shape) if res.resynth is not None else None,
         },
         "buffer_sample_rates": {"bases": sample_rate / res.fft_size, "activations": sample_rate / res.hop_size},
+        "activation_scale": [float(v) for v in res.activation_scale],
         "divergence": [[float(d) for d in ch] for ch in res.divergences],
         "timings": dict(timings),
         "outputs": list(outputs),
@@ -460,12 +461,16 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
 
 def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, padding: int = 1,
              window_size: int | None = None, hop_size: int | None = None, fft_size: int | None = None,
-             channel: Channel = None, force: bool = False) -> JobResult:
+             start_frame: int = 0, num_frames: int = -1, channel: Channel = None, force: bool = False) -> JobResult:
     """BufSTFT of one channel: ``magnitude``/``phase`` buffers (.wav where WAV can hold them, .npy) and ``stft.json``.
 
+    ``start_frame``/``num_frames`` select the samples (FluCoMa's startFrame/numFrames); ``stft.json``
+    records the selection's length, which :func:`istft_job` gives back.
     """
     data, sr = read_audio(source)
     x = pick_channel(data, channel)
+    s0, n = span("start_frame", "num_frames", start_frame, num_frames, x.shape[0], "samples")
+    x = x[s0 : s0 + n]
     s = fft_for(None, window_size, hop_size, fft_size, None)
     names = ["magnitude.npy", "phase.npy", "stft.json"]
     wav_ok = s.bins <= WAV_MAX_CHANNELS  # libsndfile's channel limit: larger FFTs are written as .npy only
@@ -473,9 +478,9 @@ def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         names = ["magnitude.wav", "phase.wav", *names]
     OutputSet(out_dir, names, force=force).check()
     mag, ph = stft(x, s.window_size, s.hop_size, s.fft_size, padding)
-    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "num_samples": int(x.size),
-            "window_size": s.window_size, "hop_size": s.hop_size, "fft_size": s.fft_size, "padding": padding,
-            "frames": int(mag.shape[0]), "bins": int(mag.shape[1]),
+    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "start_frame": s0,
+            "num_samples": int(x.size), "window_size": s.window_size, "hop_size": s.hop_size,
+            "fft_size": s.fft_size, "padding": padding, "frames": int(mag.shape[0]), "bins": int(mag.shape[1]),
             "layout": "frames (hops) x channels (bins), as FluCoMa's BufSTFT", "wav_buffers": wav_ok}
     with OutputSet(out_dir, names, force=force) as out:
         if wav_ok:
@@ -488,7 +493,11 @@ def stft_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
 
 
 def istft_job(folder: str | os.PathLike[str], output: str | os.PathLike[str], *, force: bool = False) -> JobResult:
-    """The inverse of :func:`stft_job`: a folder it wrote back to audio."""
+    """The inverse of :func:`stft_job`: a folder it wrote back to audio, as long as the analysed selection.
+
+    (FluCoMa's inverse, which does not know the original length, is ``(frames - 1) * hop + window - P``
+    samples long: :func:`bufnmf.istft`'s default. ``stft.json`` knows the length, so this gives it back.)
+    """
     src, out_path = Path(folder), Path(output)
     meta_path = src / "stft.json"
     if not meta_path.is_file():
@@ -508,20 +517,23 @@ def istft_job(folder: str | os.PathLike[str], output: str | os.PathLike[str], *,
     return JobResult(list(out.written), {"sample_rate": sr, "num_samples": int(y.size)}, y)
 
 
-def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, components: int = -1,
-             coverage: float = 0.5, method: str = "nndsvd", seed: int = -1, window_size: int | None = None,
-             hop_size: int | None = None, fft_size: int | None = None, channel: Channel = None,
-             force: bool = False) -> JobResult:
-    """BufNMFSeed: NNDSVD starting bases and activations, as buffers and ``seed.json``."""
+def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, min_components: int = 1,
+             max_components: int = 200, coverage: float = 0.5, method: int | str = 0, seed: int = -1,
+             components: int | None = None, window_size: int | None = None, hop_size: int | None = None,
+             fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
+    """BufNMFSeed: starting bases and activations, as buffers and ``seed.json`` (FluCoMa's parameters;
+    ``components`` fixes the rank instead of choosing it from ``coverage``)."""
     names = ["bases.wav", "activations.wav", "bases.npy", "activations.npy", "seed.json"]
     OutputSet(out_dir, names, force=force).check()
     data, sr = read_audio(source)
     s = fft_for(None, window_size, hop_size, fft_size, None)
-    res = nmf_seed(pick_channel(data, channel), components, coverage, method, s.window_size, s.hop_size,
-                   s.fft_size, seed)
+    res = nmf_seed(pick_channel(data, channel), min_components, max_components, coverage, method, seed,
+                   s.window_size, s.hop_size, s.fft_size, components=components)
     info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "components": res.components,
-            "coverage": res.coverage, "method": method, "seed": res.seed, "window_size": res.window_size,
-            "hop_size": res.hop_size, "fft_size": res.fft_size}
+            "coverage": res.coverage, "method": res.method, "method_name": res.method_name, "seed": res.seed,
+            "min_components": res.components if components is not None else min_components,
+            "max_components": res.components if components is not None else max_components,
+            "window_size": res.window_size, "hop_size": res.hop_size, "fft_size": res.fft_size}
     with OutputSet(out_dir, names, force=force) as out:
         out.write_audio("bases.wav", res.bases, sr / res.fft_size)
         out.write_audio("activations.wav", res.activations, sr / res.hop_size)
@@ -534,15 +546,21 @@ def seed_job(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
 def match_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], output: str | os.PathLike[str], *,
               iterations: int = 10, seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
               fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
-    """NMFMatch over a file: each frame's activation of each basis, as CSV or JSON (by extension)."""
+    """NMFMatch over a file: each frame's activation of each basis, as CSV or JSON (by extension).
+
+    One column per basis (``max_components`` = the number of bases, as FluCoMa's Max object lists
+    them); frame ``k`` (time ``k * hop / sr``, when its last sample arrives) covers the window
+    before it, so frame 0 holds no sound yet (its activations are eps-small).
+    """
     out_path = Path(output)
     fmt = output_format(out_path)
     OutputSet(out_path.parent, [out_path.name], force=force).check()
     data, sr = read_audio(source)
     kit = load_kit(bases)
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {source}")
-    acts = match(pick_channel(data, channel), kit.bases, iterations, seed, s.window_size, s.hop_size, s.fft_size)
-    times = (np.arange(acts.shape[0]) + 1) * s.hop_size / sr  # each frame is reported when its last sample arrives
+    acts = match(pick_channel(data, channel), kit.bases, None, iterations, seed, s.window_size, s.hop_size,
+                 s.fft_size)
+    times = np.arange(acts.shape[0]) * s.hop_size / sr  # frame k is complete (and reported) at sample k * hop
     if fmt == "json":
         text = json.dumps({"labels": kit.labels, "hop_seconds": s.hop_size / sr, "seed": acts.seed,
                            "time": times.round(6).tolist(), "activations": np.asarray(acts).round(8).tolist()}) + "\n"
@@ -574,7 +592,7 @@ def filter_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], ou
     names = [f"component_{lab}.wav" for lab in labels]
     OutputSet(out_dir, names, force=force).check()
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {source}")
-    parts = nmf_filter(x, kit.bases, iterations, seed, s.window_size, s.hop_size, s.fft_size)
+    parts = nmf_filter(x, kit.bases, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
     with OutputSet(out_dir, names, force=force) as out:
         for k, name in enumerate(names):
             out.write_audio(name, parts[:, k : k + 1], sr)
@@ -601,29 +619,55 @@ def cross_job(source: str | os.PathLike[str], target: str | os.PathLike[str], ou
     return JobResult(list(out.written), {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr}, y)
 
 
+def _summary_beside(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``summary.json`` in the folder of ``path`` (written by :func:`decompose_job`), or {} if none is usable."""
+    summary_path = Path(path).parent / "summary.json"
+    if not summary_path.is_file():
+        return {}
+    try:
+        loaded = json.loads(summary_path.read_text())
+    except (ValueError, OSError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _decomposition_scale(meta: Mapping[str, Any], H: np.ndarray) -> list[float] | None:
+    """The per-channel activation scale a summary records, if it describes activations of H's shape."""
+    scale = meta.get("activation_scale")
+    shape = meta.get("shapes", {}).get("activations") if isinstance(meta.get("shapes"), dict) else None
+    if not isinstance(scale, list) or not scale or shape != list(H.shape):
+        return None
+    try:
+        values = [float(v) for v in scale]
+    except (TypeError, ValueError):
+        return None
+    if H.shape[1] % len(values) or not all(np.isfinite(v) and v >= 0 for v in values):
+        return None
+    return values
+
+
 def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathLike[str],
               activations: str | os.PathLike[str], output: str | os.PathLike[str], *,
-              interpolation: float | Sequence[float] = 0.5, autoassign: bool = True, sample_rate: int | None = None,
+              interpolation: float | Sequence[float] = 0.0, autoassign: bool = True, sample_rate: int | None = None,
               seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
-              fft_size: int | None = None, force: bool = False) -> JobResult:
+              fft_size: int | None = None, activation_scale: float | Sequence[float] | None = None,
+              griffin_lim_iterations: int = 0, force: bool = False,
+              progress: ProgressCallback | None = None) -> JobResult:
     """NMFMorph offline from three buffers, written as one audio file.
 
     The FFT settings and the rate come from the ``summary.json`` beside the source bases (a folder
     written by :func:`decompose_job`) unless given; else window = fft = the bases' FFT size, and 44100 Hz.
+    The activation scale (the factor BufNMF divided the activations by, so the morph plays at the
+    sound's level) comes from the ``summary.json`` beside the activations, when it describes
+    activations of that shape, unless given; else 1.0 (FluCoMa's level, typically 30-45 dB down). That
+    summary also gives the output length (its ``num_frames``) when its frame count matches.
     """
     out_path = Path(output)
     OutputSet(out_path.parent, [out_path.name], force=force).check()
     S, _ = read_buffer(source_bases, "source bases")
     T, _ = read_buffer(target_bases, "target bases")
     H, _ = read_buffer(activations, "activations")
-    summary_path = Path(source_bases).parent / "summary.json"
-    meta: dict[str, Any] = {}
-    if summary_path.is_file():
-        try:
-            loaded = json.loads(summary_path.read_text())
-            meta = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            meta = {}
+    meta = _summary_beside(source_bases)
     params = meta.get("parameters", {}) if isinstance(meta.get("parameters"), dict) else {}
     if window_size is None and hop_size is None and fft_size is None and "fft_size" in params:
         window, hop, fft = params["window_size"], params["hop_size"], params["fft_size"]
@@ -631,11 +675,28 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
         window = window_size if window_size is not None else (S.shape[0] - 1) * 2
         hop, fft = (-1 if hop_size is None else hop_size), (-1 if fft_size is None else fft_size)
     sr = as_int("sample_rate", sample_rate if sample_rate is not None else meta.get("sample_rate", 44100))
+    acts_meta = _summary_beside(activations)
+    found = _decomposition_scale(acts_meta, H)
+    scale: float | list[float] = (found if found is not None else 1.0) if activation_scale is None else (
+        activation_scale if isinstance(activation_scale, (int, float)) else [float(v) for v in activation_scale])
+    scale_from = "given" if activation_scale is not None else (
+        str(Path(activations).parent / "summary.json") if found is not None else "none (FluCoMa's level)")
+    num_samples = None
+    acts_params = acts_meta.get("parameters", {}) if isinstance(acts_meta.get("parameters"), dict) else {}
+    settings = resolve_fft_settings(window, hop, fft)
+    if found is not None and isinstance(acts_params.get("num_frames"), int) and \
+            acts_params.get("hop_size") == settings.hop_size and \
+            settings.num_frames(acts_params["num_frames"]) == H.shape[0]:
+        num_samples = acts_params["num_frames"]
     curve = interpolation if isinstance(interpolation, (int, float)) else list(interpolation)
-    y = morph(S, T, H, curve, autoassign, seed, window, hop, fft)
+    y = morph(S, T, H, curve, autoassign, seed, window, hop, fft, activation_scale=scale,
+              griffin_lim_iterations=griffin_lim_iterations, num_samples=num_samples, progress=progress)
     with OutputSet(out_path.parent, [out_path.name], force=force) as out:
         out.write_audio(out_path.name, np.asarray(y)[:, None], sr)
-    return JobResult(list(out.written), {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr}, y)
+    scales = [float(v) for v in np.broadcast_to(np.asarray(scale, dtype=np.float64), (np.size(scale),))]
+    info = {"sample_rate": sr, "seed": y.seed, "seconds": y.size / sr, "activation_scale": scales,
+            "activation_scale_from": scale_from}
+    return JobResult(list(out.written), info, y)
 
 
 __all__ = [

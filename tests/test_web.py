@@ -22,6 +22,7 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from bufnmf.cli import main
+from bufnmf.errors import BufNMFError
 from bufnmf.web import WebConfig, create_app, is_loopback
 from bufnmf.web.app import safe_name
 from bufnmf.workflows.jobs import learn_job, track_job
@@ -444,5 +445,5 @@ def test_plan_only_checks_and_plans_and_writes_nothing(tmp_path, data_dir):
     assert job.summary["memory_bytes"] == expected.memory.total
     assert (job.summary["bins"], job.summary["frames"], job.summary["samples"]) == (513, 388, 198450)
     assert job.summary["outputs"][:3] == ["component_1.wav", "component_2.wav", "component_3.wav"]
-    with pytest.raises(Exception, match="needs about .* but the max_memory limit is 1.0 KiB"):
+    with pytest.raises(BufNMFError, match=r"needs about .* but the max_memory limit is 1\.0 KiB"):
         decompose_job(src, tmp_path / "out", components=3, max_memory=1024, plan_only=True)

@@ -200,7 +200,7 @@ def _parameters(config: SinesConfig, flucoma_quirks: bool) -> dict[str, Any]:
     keep = ("bandwidth", "detection_threshold", "birth_low_threshold", "birth_high_threshold", "min_track_len",
             "track_method", "track_mag_range", "track_freq_range", "track_prob", "window_size", "hop_size",
             "fft_size")
-    return {**{k: c[k] for k in keep}, "flucoma_quirks": bool(flucoma_quirks)}
+    return {**{k: c[k] for k in keep}, "max_fft_size": c["table_size"], "flucoma_quirks": bool(flucoma_quirks)}
 
 
 def sines(
@@ -223,6 +223,7 @@ def sines(
     num_chans: int = -1,
     *,
     sample_rate: float | None = None,
+    max_fft_size: int = -1,
     flucoma_quirks: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SinesResult:
@@ -241,6 +242,11 @@ def sines(
         window_size, hop_size, fft_size: samples, FluCoMa's meanings (-1: window / 2, next power of two).
         start_frame, num_frames, start_chan, num_chans: the selection (samples and channels; -1: the rest).
         sample_rate: Hz; default the file's, or 44100 for an array.
+        max_fft_size: the size of the table of the window's transform that peaks are drawn from (FluCoMa's
+            real-time ``maxFFTSize``; -1: ``fft_size``, FluCoMa's and BufSines' choice). Linear interpolation in a
+            table at the FFT's resolution draws a peak too low between bins, so part of every sinusoid stays in
+            the residual (a steady tone: about 14% of its energy); a power of two of 4 x ``fft_size`` or more
+            draws it almost exactly (0.2%).
         flucoma_quirks: reproduce FluCoMa's three defects (see the module docstring) to get FluCoMa's
             output exactly; by default each frame is masked with its own peaks.
         progress: ``progress(done, total)`` in frames over all channels; returning False cancels
@@ -256,7 +262,8 @@ def sines(
     rate = sample_rate if sample_rate is not None else (file_rate if file_rate is not None else 44100.0)
     config = resolve_sines_config(bandwidth, detection_threshold, birth_low_threshold, birth_high_threshold,
                                   min_track_len, track_method, track_mag_range, track_freq_range, track_prob,
-                                  window_size, hop_size, fft_size, sample_rate=rate, flucoma_quirks=flucoma_quirks)
+                                  window_size, hop_size, fft_size, sample_rate=rate, max_fft_size=max_fft_size,
+                                  flucoma_quirks=flucoma_quirks)
     view = select(data, start_frame, num_frames, start_chan, num_chans)
     s0 = as_int("start_frame", start_frame)
     c0 = as_int("start_chan", start_chan)
@@ -296,17 +303,21 @@ class Sines:
     Args: FluCoMa's parameters, as :func:`sines`; and, keyword-only,
         sample_rate: Hz (default 44100).
         max_fft_size: FluCoMa's ``maxFFTSize`` (-1: the FFT size): the size of the window-transform table
-            peaks are drawn from; only of use to reproduce a FluCoMa object made with a larger one.
+            peaks are drawn from (see :func:`sines`: 4 x ``fft_size`` draws them almost exactly).
         flucoma_quirks: reproduce FluCoMa's defects (see the module docstring).
 
     ``process(block)`` takes mono samples (n,) and returns ``(sines, residual)``, float64 (n,) each:
     output sample ``p`` renders input sample ``p - latency``, ``latency = window_size + hop_size *
-    min_track_len`` (FluCoMa's), so the first ``latency`` samples are silent, and ``sines + residual``
-    is the input delayed by ``latency``. Frame ``k`` ends at input sample ``k * hop_size``; :func:`sines`
-    (BufSines) puts ``window_size // 2`` zeros before the sound, so when the hop divides
-    ``window_size // 2`` (the default and every power-of-two overlap) both analyse the same frames and the
-    stream's output equals :func:`sines`' delayed by ``latency``; otherwise it equals the offline result of
-    the input preceded by ``window_size // 2`` zeros.
+    min_track_len`` (FluCoMa's): ``sines + residual`` is the input delayed by ``latency``. The first
+    ``(min_track_len + 1) * hop_size`` samples are silent; the sines of the first frames with sound may
+    spill up to ``window_size - hop_size`` samples before the delayed input starts (the residual cancels
+    them).
+
+    Frame ``k`` ends at input sample ``k * hop_size``; :func:`sines` (BufSines) puts ``window_size // 2``
+    zeros before the sound, so when the hop divides ``window_size // 2`` (the default and every
+    power-of-two overlap) both analyse the same frames and the stream's output equals :func:`sines`'
+    delayed by ``latency``; otherwise it equals the offline result of the input preceded by
+    ``window_size // 2`` zeros.
     """
 
     def __init__(

@@ -685,6 +685,7 @@ def sines_job(
     num_frames: int = -1,
     start_chan: int = 0,
     num_chans: int = -1,
+    max_fft_size: int = -1,
     flucoma_quirks: bool = False,
     plot: bool = False,
     force: bool = False,
@@ -706,7 +707,7 @@ def sines_job(
     config = resolve_sines_config(bandwidth, detection_threshold, birth_low_threshold, birth_high_threshold,
                                   min_track_len, track_method, track_mag_range, track_freq_range, track_prob,
                                   fft.window_size, fft.hop_size, fft.fft_size, sample_rate=sr,
-                                  flucoma_quirks=flucoma_quirks)
+                                  max_fft_size=max_fft_size, flucoma_quirks=flucoma_quirks)
     s0, n_sel = span("start_frame", "num_frames", start_frame, num_frames, data.shape[0], "samples")
     c0, chans = span("start_chan", "num_chans", start_chan, num_chans, data.shape[1], "channel(s)")
     if chans > WAV_MAX_CHANNELS:
@@ -720,8 +721,8 @@ def sines_job(
         res = sines(data, config.bandwidth, config.detection_threshold, config.birth_low_threshold,
                     config.birth_high_threshold, config.min_track_len, config.track_method, config.track_mag_range,
                     config.track_freq_range, config.track_prob, config.window_size, config.hop_size,
-                    config.fft_size, s0, n_sel, c0, chans, sample_rate=sr, flucoma_quirks=flucoma_quirks,
-                    progress=progress)
+                    config.fft_size, s0, n_sel, c0, chans, sample_rate=sr, max_fft_size=config.table_size,
+                    flucoma_quirks=flucoma_quirks, progress=progress)
         t_run = time.perf_counter() - t1
         t2 = time.perf_counter()
         out.write_audio("sines.wav", res.sines, sr)

@@ -697,3 +697,14 @@ def test_cli_on_a_terminal_shows_progress_and_what_it_wrote(tmp_path, stereo_fil
     assert "wrote" in printed and "tracks.csv" in printed
     code, printed = _on_terminal([*cmd, str(tmp_path / "u"), "--quiet"])
     assert code == 0 and printed.strip() == "", printed
+
+
+def test_a_run_that_would_not_fit_is_refused(monkeypatch):
+    import bufnmf.clients.sines as client
+
+    monkeypatch.setattr(client, "available_memory", lambda: 20_000_000)
+    with pytest.raises(bufnmf.BufNMFError,
+                       match=r"needs about \d+\.\d MiB for 2000000 samples x 1 channel\(s\) but the memory available now "
+                             r"is 19\.1 MiB: select fewer samples \(num_frames\)"):
+        bufnmf.sines(np.zeros(2_000_000))
+    assert bufnmf.sines(np.zeros(100_000)).sines.shape == (100_000, 1)

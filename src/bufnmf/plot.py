@@ -94,9 +94,9 @@ def plot_sines_tracks(signal: np.ndarray, res: SinesResult, path: str | Path, ma
         path: the PNG to write.
         max_columns: the spectrogram's hop is raised so that it has at most this many frames.
 
-    The spectrogram (grey, dB on FluCoMa's scale: a full-scale sinusoid is about 0 dB) uses the run's
-    window and FFT size; each track is a line through its points (time of the frame's window centre,
-    frequency), coloured by its mean level.
+    The spectrogram (grey, dB on FluCoMa's scale: a full-scale sinusoid is about 0 dB, 90 dB shown) uses
+    the run's window and FFT size, on a log-frequency axis; each track is a line through its points
+    (time of the frame's window centre, frequency), coloured by its mean level.
     """
     from matplotlib.collections import LineCollection
 
@@ -112,13 +112,14 @@ def plot_sines_tracks(signal: np.ndarray, res: SinesResult, path: str | Path, ma
     t0 = res.start_frame / sr
     t_end = t0 + (db.shape[1] - 1) * view.hop_size / sr
     tracks = res.tracks[res.tracks["channel"] == res.start_chan]
-    top = float(tracks["freq_hz"].max()) * 1.1 if tracks.size else sr / 2
+    top = float(tracks["freq_hz"].max()) * 1.2 if tracks.size else sr / 2
     top = min(sr / 2, max(top, 1000.0))
+    bottom = max(20.0, sr / c.fft_size)
     fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
     peak = float(db.max())
-    dt, df = view.hop_size / sr / 2, sr / c.fft_size / 2  # half a column, half a bin: pixels centred on their frame
-    ax.imshow(db, origin="lower", aspect="auto", cmap="Greys", vmin=peak - 90, vmax=peak,
-              extent=(t0 - dt, t_end + dt, -df, sr / 2 + df), interpolation="nearest")
+    t_edges = t0 + (np.arange(db.shape[1] + 1) - 0.5) * view.hop_size / sr  # pixels centred on their frame
+    f_edges = np.maximum((np.arange(db.shape[0] + 1) - 0.5) * sr / c.fft_size, 1e-3)
+    ax.pcolormesh(t_edges, f_edges, db, cmap="Greys", vmin=peak - 90, vmax=peak, shading="flat", rasterized=True)
     if tracks.size:
         order = np.lexsort((tracks["frame"], tracks["track_id"]))
         ids = tracks["track_id"][order]
@@ -128,12 +129,13 @@ def plot_sines_tracks(signal: np.ndarray, res: SinesResult, path: str | Path, ma
             pts = tracks[part]
             segments.append(np.column_stack([pts["time_s"], pts["freq_hz"]]))
             levels.append(float(pts["mag_db"].mean()))
-        lines = LineCollection(segments, cmap="plasma", linewidths=1.2)
+        lines = LineCollection(segments, cmap="plasma", linewidths=1.0)
         lines.set_array(np.asarray(levels))
         ax.add_collection(lines)
         fig.colorbar(lines, ax=ax, label="track level (dB, mean)")
     ax.set_xlim(t0, t_end)
-    ax.set_ylim(0, top)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, top)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz)")
     chan = f", channel {res.start_chan}" if res.num_channels > 1 or res.start_chan else ""

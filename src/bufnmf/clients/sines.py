@@ -268,6 +268,14 @@ def sines(
     s0 = as_int("start_frame", start_frame)
     c0 = as_int("start_chan", start_chan)
     n, channels = view.shape
+    # outputs (float32, two), one channel as float64, a block of frames through the engine, the tracker
+    need = n * channels * 8 + n * 8 + _BLOCK_FRAMES * (config.window_size * 8 * 3 + config.bins * 16 * 4) \
+        + config.state_bytes()
+    have = available_memory()
+    if need > have:
+        raise BufNMFError(f"this run needs about {fmt_bytes(need)} for {n} samples x {channels} channel(s) but the "
+                          f"memory available now is {fmt_bytes(have)}: select fewer samples (num_frames) or "
+                          "channels (num_chans)")
     fft = FFTSettings(config.window_size, config.hop_size, config.fft_size)
     front = config.window_size // 2  # FluCoMa's non-real-time padding
     # FluCoMa's host streams whole blocks of 64 samples: its tracker sees every frame they complete

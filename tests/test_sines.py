@@ -704,7 +704,35 @@ def test_a_run_that_would_not_fit_is_refused(monkeypatch):
 
     monkeypatch.setattr(client, "available_memory", lambda: 20_000_000)
     with pytest.raises(bufnmf.BufNMFError,
-                       match=r"needs about \d+\.\d MiB for 2000000 samples x 1 channel\(s\) but the memory available now "
-                             r"is 19\.1 MiB: select fewer samples \(num_frames\)"):
+                       match=r"needs about \d+\.\d MiB for 2000000 samples x 1 channel\(s\) but the memory "
+                             r"available now is 19\.1 MiB: select fewer samples \(num_frames\)"):
         bufnmf.sines(np.zeros(2_000_000))
     assert bufnmf.sines(np.zeros(100_000)).sines.shape == (100_000, 1)
+
+
+@pytest.mark.parametrize("front, block_frames, delay", [(0, 1, 0), (512, 256, 0), (300, 7, 3), (512, 3, 15)])
+def test_engine_offline_lines_the_output_up_with_the_input(front, block_frames, delay):
+    """StreamEngine.offline with a pass-through processor (and one that delays by whole frames, declared as
+    latency_frames) gives the input back, whatever the front padding and the block size."""
+    fft = FFTSettings(1024, 256, 1024)
+    queue: list[np.ndarray] = []
+
+    def delayed(spectra: np.ndarray, first: int) -> np.ndarray:
+        out = np.empty_like(spectra)
+        for i, frame in enumerate(spectra):
+            queue.append(frame)
+            out[i] = queue.pop(0) if len(queue) > delay else 0.0
+        return out[:, None, :]
+
+    x = np.random.default_rng(4).standard_normal(20000)
+    engine = StreamEngine(fft, delayed, 1, latency_frames=delay)
+    assert engine.latency == 1024 + 256 * delay
+    got = np.full(x.size, np.nan)
+    starts = []
+    for i, block in engine.offline(x, front=front, min_frames=200, block_frames=block_frames):
+        starts.append(i)
+        got[i : i + block.shape[0]] = block[:, 0]
+    np.testing.assert_allclose(got, x, atol=1e-12)
+    assert starts == sorted(starts) and engine.framer.next_frame >= 200
+    with pytest.raises(ValueError, match="fresh engine"):
+        next(engine.offline(x))

@@ -119,6 +119,7 @@ MONO_FUNCTIONS = {
     "learn_bases": lambda x, b: bufnmf.learn_bases([x]),
     "NMFMatch.process": lambda x, b: bufnmf.NMFMatch(b).process(x),
     "NMFFilter.process": lambda x, b: bufnmf.NMFFilter(b).process(x),
+    "Sines.process": lambda x, b: bufnmf.Sines().process(x),
 }
 
 

@@ -17,6 +17,7 @@ from .clients.nmfcross import cross
 from .clients.nmfmatch import NMFFilter, NMFMatch, match, nmf_filter
 from .clients.nmfmorph import NMFMorph, morph
 from .clients.nmfseed import SeedResult, nmf_seed
+from .clients.sines import Sines, SinesResult, sines
 from .dsp.fft import FFTSettings, resolve_fft_settings
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .io.events import Event
@@ -38,6 +39,8 @@ __all__ = [
     "STFTResult",
     "SeedResult",
     "SeededArray",
+    "Sines",
+    "SinesResult",
     "__version__",
     "cross",
     "decompose",
@@ -51,6 +54,7 @@ __all__ = [
     "nmf_seed",
     "resolve_fft_settings",
     "save_kit",
+    "sines",
     "stft",
     "track",
 ]

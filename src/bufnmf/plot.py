@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .clients.bufnmf import DecomposeResult
+from .clients.sines import SinesResult
 
 
 def _colours(k: int) -> list:
@@ -79,6 +80,68 @@ def plot_activations(res: DecomposeResult, sample_rate: float, path: str | Path,
     axes[-1, 0].set_xlabel("time (s)")
     chan = f", channel {channel + 1} of {res.num_channels}" if res.num_channels > 1 else ""
     fig.suptitle(f"NMF activations (peak 1) over component waveforms{chan}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def plot_sines_tracks(signal: np.ndarray, res: SinesResult, path: str | Path, max_columns: int = 3000) -> None:
+    """The sinusoidal tracks of channel ``res.start_chan`` drawn over that channel's spectrogram; PNG.
+
+    Args:
+        signal: float (num_samples,), the analysed samples of that channel (the selection).
+        res: what :func:`bufnmf.sines` returned for it.
+        path: the PNG to write.
+        max_columns: the spectrogram's hop is raised so that it has at most this many frames.
+
+    The spectrogram (grey, dB on FluCoMa's scale: a full-scale sinusoid is about 0 dB, 90 dB shown) uses
+    the run's window and FFT size, on a log-frequency axis; each track is a line through its points
+    (time of the frame's window centre, frequency), coloured by its mean level.
+    """
+    from matplotlib.collections import LineCollection
+
+    from .dsp.fft import FFTSettings
+    from .dsp.stft import stft_complex
+
+    c = res.config
+    sr = res.sample_rate
+    x = np.asarray(signal, dtype=np.float64)
+    hop = max(c.hop_size, -(-x.size // max_columns))
+    view = FFTSettings(c.window_size, min(hop, c.window_size), c.fft_size)
+    db = 20 * np.log10(np.maximum(np.abs(stft_complex(x, view)), 1e-12) / (c.window_size / 4))
+    t0 = res.start_frame / sr
+    t_end = t0 + (db.shape[1] - 1) * view.hop_size / sr
+    tracks = res.tracks[res.tracks["channel"] == res.start_chan]
+    top = float(tracks["freq_hz"].max()) * 1.2 if tracks.size else sr / 2
+    top = min(sr / 2, max(top, 1000.0))
+    bottom = max(20.0, sr / c.fft_size)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    peak = float(db.max())
+    t_edges = t0 + (np.arange(db.shape[1] + 1) - 0.5) * view.hop_size / sr  # pixels centred on their frame
+    f_edges = np.maximum((np.arange(db.shape[0] + 1) - 0.5) * sr / c.fft_size, 1e-3)
+    ax.pcolormesh(t_edges, f_edges, db, cmap="Greys", vmin=peak - 90, vmax=peak, shading="flat", rasterized=True)
+    if tracks.size:
+        order = np.lexsort((tracks["frame"], tracks["track_id"]))
+        ids = tracks["track_id"][order]
+        cuts = np.flatnonzero(np.diff(ids)) + 1
+        segments, levels = [], []
+        for part in np.split(order, cuts):
+            pts = tracks[part]
+            segments.append(np.column_stack([pts["time_s"], pts["freq_hz"]]))
+            levels.append(float(pts["mag_db"].mean()))
+        lines = LineCollection(segments, cmap="plasma", linewidths=1.0)
+        lines.set_array(np.asarray(levels))
+        ax.add_collection(lines)
+        fig.colorbar(lines, ax=ax, label="track level (dB, mean)")
+    ax.set_xlim(t0, t_end)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    chan = f", channel {res.start_chan}" if res.num_channels > 1 or res.start_chan else ""
+    chan += f" (first of the {res.num_channels} analysed)" if res.num_channels > 1 else ""
+    count = np.unique(tracks["track_id"]).size if tracks.size else 0
+    ax.set_title(f"Sines: {count} tracks over the spectrogram{chan}")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -19,7 +19,7 @@ import click
 
 from .. import __version__
 from ..errors import BufNMFError, Cancelled
-from . import decompose, family, learn, serve
+from . import decompose, family, learn, serve, sines
 from .common import debug_option
 
 EPILOG_MAIN = """\b
@@ -39,7 +39,7 @@ def cli(debug: bool) -> None:
 
 
 for _command in (decompose.command, decompose.demo, learn.learn, learn.track, family.stft, family.seed,
-                 family.match, family.filter_, family.cross, family.morph, serve.serve):
+                 family.match, family.filter_, family.cross, family.morph, sines.command, serve.serve):
     cli.add_command(_command)
 
 

@@ -9,7 +9,13 @@ their inverse transforms (first ``window`` samples, times the window) are overla
 output samples ``[k * hop, k * hop + window)`` and divided by the overlap-added squared windows.
 Output sample ``p`` therefore renders input sample ``p - window``: the latency is ``window``
 samples, and after ``n`` input samples exactly ``n`` output samples are final, so
-``process(block)`` returns as many samples as it was given.
+``process(block)`` returns as many samples as it was given. A processor whose output frame ``k``
+renders an earlier frame, ``k - d`` (Sines: ``d = min_track_len``), adds ``d`` hops to the latency
+(``StreamEngine(..., latency_frames=d)``).
+
+Buffer objects run the same engine offline (:meth:`StreamEngine.offline`), as FluCoMa's
+non-real-time wrapper runs a real-time client: the sound at an offset in a stream of zeros, the
+output read back from ``latency + offset``, so that it lines up with the input.
 
 The pieces are usable alone: :class:`Framer` (analysis only, e.g. NMFMatch), :class:`OverlapAdder`
 (synthesis only, e.g. NMFMorph, which generates frames) and :class:`StreamEngine` (both, e.g.
@@ -18,7 +24,7 @@ NMFFilter, Sines). Every overlap-add goes through :func:`bufnmf.dsp.stft.overlap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.fft as sfft
@@ -151,26 +157,76 @@ class OverlapAdder:
 
 
 class StreamEngine:
-    """Blocks in, frames through ``processor``, overlap-added blocks out; latency ``window`` samples.
+    """Blocks in, frames through ``processor``, overlap-added blocks out.
 
     Args:
         settings: FFT settings.
         processor: see :data:`FrameProcessor`; called once per block with every frame the block completes.
         outputs: number of output signals the processor makes.
+        latency_frames: the processor's own delay in frames: its output frame ``k`` renders analysis
+            frame ``k - latency_frames`` (0 for a processor that works on each frame as it comes).
 
     ``process(block)`` takes a mono block of any length and returns float64 (len(block), outputs):
-    output sample ``p`` renders input sample ``p - latency`` (zeros for the first ``latency``).
+    output sample ``p`` renders input sample ``p - latency`` (zeros for the first ``latency``),
+    ``latency = window_size + hop_size * latency_frames``.
     """
 
-    def __init__(self, settings: FFTSettings, processor: FrameProcessor, outputs: int) -> None:
+    def __init__(self, settings: FFTSettings, processor: FrameProcessor, outputs: int, *,
+                 latency_frames: int = 0) -> None:
         self.settings = settings
         self.processor = processor
         self.framer = Framer(settings)
         self.adder = OverlapAdder(settings, outputs)
-        self.latency = settings.window_size
+        self.latency = settings.window_size + settings.hop_size * int(latency_frames)
 
     def process(self, block: object) -> np.ndarray:
         spectra, first = self.framer.push(block)
         if spectra.shape[0]:
             self.adder.add(self.processor(spectra, first))
         return self.adder.take(self.framer.received - self.adder.taken)
+
+    def offline_samples(self, num_samples: int, front: int = 0, min_frames: int = 0) -> int:
+        """Stream samples :meth:`offline` feeds for a sound of ``num_samples``: enough for output sample
+        ``latency + front + num_samples - 1`` to be final and for ``min_frames`` frames to be processed."""
+        return max(self.latency + front + num_samples, (min_frames - 1) * self.settings.hop_size)
+
+    def offline(self, signal: np.ndarray, *, front: int = 0, min_frames: int = 0,
+                block_frames: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+        """Run a whole mono signal through this (fresh) engine, lined up with the input.
+
+        As FluCoMa's non-real-time wrapper runs a real-time client: the signal sits at offset ``front``
+        in a stream of zeros (FluCoMa puts it at ``window_size // 2``), the stream goes on with zeros
+        for :meth:`offline_samples` samples in all, and engine output ``latency + front + i`` is output
+        sample ``i``. The stream is fed ``block_frames`` hops at a time, so memory stays in proportion
+        to a block, not to the signal.
+
+        Args:
+            signal: float (n,) samples.
+            front: zeros before the signal, samples.
+            min_frames: process at least this many frames (FluCoMa's host streams whole blocks of 64
+                samples, so a processor with state sees a few frames more than the output needs).
+            block_frames: hops per block fed.
+
+        Yields:
+            ``(start, samples)`` after each block fed: float64 (m, outputs), output samples
+            ``start .. start + m - 1`` (m may be 0); together they cover ``0 .. n - 1`` once, in order.
+            :attr:`framer` ``.next_frame`` says how many frames are done.
+        """
+        if self.framer.received:
+            raise ValueError("offline() needs a fresh engine")  # programming error
+        n = signal.shape[0]
+        lead = self.latency + front
+        total = self.offline_samples(n, front, min_frames)
+        step = max(1, int(block_frames)) * self.settings.hop_size
+        for a in range(0, total, step):
+            b = min(total, a + step)
+            block = np.zeros(b - a)
+            s0, s1 = max(a - front, 0), min(b - front, n)
+            if s1 > s0:
+                block[s0 + front - a : s1 + front - a] = signal[s0:s1]
+            out = self.process(block)  # engine output samples a .. b - 1
+            o0, o1 = max(a, lead), min(b, lead + n)
+            if o1 > o0:
+                yield o0 - lead, out[o0 - a : o1 - a]
+            else:
+                yield min(max(a - lead, 0), n), out[:0]

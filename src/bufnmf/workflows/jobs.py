@@ -36,6 +36,7 @@ from ..clients.nmfcross import cross
 from ..clients.nmfmatch import match, nmf_filter
 from ..clients.nmfmorph import morph
 from ..clients.nmfseed import nmf_seed
+from ..clients.sines import TRACK_DTYPE, SinesResult, kernels_ready, resolve_sines_config, sines
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..errors import BufNMFError
 from ..io.audio import read_audio, read_buffer
@@ -699,8 +700,119 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
     return JobResult(list(out.written), info, y)
 
 
+# ----------------------------------------------------------------------------------------------
+# Sines
+
+
+def tracks_csv(tracks: np.ndarray) -> str:
+    """A :data:`bufnmf.clients.sines.TRACK_DTYPE` table as CSV text, with a header row of its column names."""
+    import io
+
+    buf = io.StringIO()
+    buf.write(",".join(TRACK_DTYPE.names or ()) + "\n")
+    if tracks.size:
+        np.savetxt(buf, tracks, fmt=["%d", "%d", "%.6f", "%.6f", "%.6f", "%d"], delimiter=",")
+    return buf.getvalue()
+
+
+def _sines_summary(res: SinesResult, source: object, num_frames: int, timings: Mapping[str, Any],
+                   names: Sequence[str]) -> dict[str, Any]:
+    channels = []
+    for c in range(res.num_channels):
+        chan = res.start_chan + c
+        rows = res.tracks[res.tracks["channel"] == chan]
+        x = res.sines[:, c].astype(np.float64) + res.residual[:, c]
+        energy = float(np.dot(x, x))
+        share = float(np.dot(res.sines[:, c].astype(np.float64), res.sines[:, c])) / energy if energy > 0 else None
+        channels.append({"channel": chan, "tracks": res.track_count(chan), "track_points": int(rows.size),
+                         "sines_energy_share": None if share is None else round(share, 6)})
+    return {
+        "bufnmf_version": __version__, "source": str(source), "sample_rate": res.sample_rate,
+        "parameters": {**res.parameters, "start_frame": res.start_frame, "num_frames": num_frames,
+                       "start_chan": res.start_chan, "num_chans": res.num_channels},
+        "num_samples": res.num_samples, "num_channels": res.num_channels,
+        "streaming_latency_samples": res.latency,
+        "tracks_columns": list(TRACK_DTYPE.names or ()),
+        "channels": channels, "timings": dict(timings), "outputs": list(names),
+    }
+
+
+def sines_job(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    bandwidth: int = 76,
+    detection_threshold: float = -96.0,
+    birth_low_threshold: float = -24.0,
+    birth_high_threshold: float = -60.0,
+    min_track_len: int = 15,
+    track_method: int | str = 0,
+    track_mag_range: float = 15.0,
+    track_freq_range: float = 50.0,
+    track_prob: float = 0.5,
+    window_size: int | None = None,
+    hop_size: int | None = None,
+    fft_size: int | None = None,
+    start_frame: int = 0,
+    num_frames: int = -1,
+    start_chan: int = 0,
+    num_chans: int = -1,
+    max_fft_size: int = -1,
+    flucoma_quirks: bool = False,
+    plot: bool = False,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> JobResult:
+    """BufSines on an audio file: ``sines.wav`` and ``residual.wav`` (every selected channel, lined up with the
+    source, summing to it), ``tracks.csv`` (one row per track point), ``summary.json``; with ``plot``,
+    ``tracks.png`` (the first selected channel's tracks over its spectrogram).
+
+    Every parameter and the selection are checked before the output folder is touched.
+    The parameters are :func:`bufnmf.sines`'; FFT sizes None mean FluCoMa's defaults.
+
+    Returns:
+        :class:`JobResult` (``result`` is the :class:`bufnmf.SinesResult`).
+    """
+    t0 = time.perf_counter()
+    data, sr = read_audio(source)
+    fft = fft_for(None, window_size, hop_size, fft_size, None)
+    config = resolve_sines_config(bandwidth, detection_threshold, birth_low_threshold, birth_high_threshold,
+                                  min_track_len, track_method, track_mag_range, track_freq_range, track_prob,
+                                  fft.window_size, fft.hop_size, fft.fft_size, sample_rate=sr,
+                                  max_fft_size=max_fft_size, flucoma_quirks=flucoma_quirks)
+    s0, n_sel = span("start_frame", "num_frames", start_frame, num_frames, data.shape[0], "samples")
+    c0, chans = span("start_chan", "num_chans", start_chan, num_chans, data.shape[1], "channel(s)")
+    if chans > WAV_MAX_CHANNELS:
+        raise BufNMFError(f"num_chans {chans} is more than a WAV file holds ({WAV_MAX_CHANNELS}): select fewer "
+                          "channels (start_chan, num_chans)")
+    names = ["sines.wav", "residual.wav", "tracks.csv", "summary.json", *(["tracks.png"] if plot else [])]
+    with OutputSet(out_dir, names, force=force) as out:
+        t_read = time.perf_counter() - t0
+        compiled = not kernels_ready()  # the first run on a machine compiles the kernels (numba's cache after)
+        t1 = time.perf_counter()
+        res = sines(data, config.bandwidth, config.detection_threshold, config.birth_low_threshold,
+                    config.birth_high_threshold, config.min_track_len, config.track_method, config.track_mag_range,
+                    config.track_freq_range, config.track_prob, config.window_size, config.hop_size,
+                    config.fft_size, s0, n_sel, c0, chans, sample_rate=sr, max_fft_size=config.table_size,
+                    flucoma_quirks=flucoma_quirks, progress=progress)
+        t_run = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        out.write_audio("sines.wav", res.sines, sr)
+        out.write_audio("residual.wav", res.residual, sr)
+        out.write_bytes("tracks.csv", tracks_csv(res.tracks).encode())
+        if plot:
+            from ..plot import plot_sines_tracks
+
+            out.write_with("tracks.png", lambda p: plot_sines_tracks(data[s0 : s0 + n_sel, c0], res, p))
+        timings = {"read_seconds": round(t_read, 4), "sines_seconds": round(t_run, 4),
+                   "write_seconds": round(time.perf_counter() - t2, 4), "compiled_kernels": compiled}
+        info = _sines_summary(res, source, n_sel, timings, names)
+        out.write_json("summary.json", info)
+    return JobResult(list(out.written), info, res)
+
+
 __all__ = [
     "SCRATCH_ABOVE_BYTES", "JobResult", "cross_job", "decompose_job", "demo_job", "filter_job", "istft_job",
-    "learn_job", "match_job", "morph_job", "output_names", "pick_channel", "seed_job", "stem_labels",
-    "stft_job", "summary", "track_job", "write_decomposition",
+    "learn_job", "match_job", "morph_job", "output_names", "pick_channel", "seed_job", "sines_job", "stem_labels",
+    "stft_job", "summary", "track_job", "tracks_csv", "write_decomposition",
 ]

@@ -65,7 +65,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--screenshots", type=Path, default=None, help="folder for web_page.png and web_kit.png")
+    ap.add_argument("--screenshots", type=Path, default=None,
+                    help="folder for web_page.png, web_kit.png and web_sines.png")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -116,6 +117,7 @@ def main() -> None:
             page.wait_for_selector("[data-testid=progress][data-state=cancelled]")
             if args.screenshots:
                 kit_screenshot(page, args.screenshots)
+                sines_screenshot(page, args.screenshots)
             browser.close()
     finally:
         proc.terminate()
@@ -159,6 +161,19 @@ def kit_screenshot(page, folder: Path) -> None:
                            "&& document.querySelector('[data-testid=results]').dataset.state === 'ready'", arg=old)
     page.click("[data-testid=zoom-in]")
     page.screenshot(path=str(folder / "web_kit.png"), full_page=True)
+
+
+def sines_screenshot(page, folder: Path) -> None:
+    """The page after Sines on the shared piano passage: the tracks, the sines and the residual."""
+    piano = SHARED / "data" / "piano" / "mix.wav"
+    page.set_input_files("[data-testid=source-input]", str(piano))
+    page.wait_for_selector("[data-testid=source-name][data-uploaded='1']")
+    page.select_option("[data-testid=process]", "sines")
+    old = page.get_attribute("[data-testid=results]", "data-job")
+    page.click("[data-testid=run-button]")
+    page.wait_for_function("old => document.querySelector('[data-testid=results]').dataset.job !== old "
+                           "&& document.querySelector('[data-testid=results]').dataset.state === 'ready'", arg=old)
+    page.screenshot(path=str(folder / "web_sines.png"), full_page=True)
 
 
 if __name__ == "__main__":

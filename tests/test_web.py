@@ -349,6 +349,33 @@ def test_a_job_waits_for_memory_beside_a_running_one(tmp_path, data_dir, monkeyp
         assert done["state"] == "done" and not done["waiting_for_memory"]
 
 
+def test_sines_and_residual_are_the_command_lines(server, sid, tmp_path, data_dir, capsys):
+    client, _ = server
+    src = data_dir / "drums" / "mix.wav"
+    up = upload(client, sid, src)
+    res = client.post(f"/api/sessions/{sid}/jobs", json={"kind": "sines", "source": up["id"],
+                                                         "params": {"detection_threshold": -80, "min_track_len": 10}})
+    info = wait_job(client, sid, res.json()["id"])
+    assert info["state"] == "done", info
+    r = info["result"]
+    assert r["kind"] == "sines" and [p["file"] for p in r["parts"]] == ["sines.wav", "residual.wav"]
+    assert r["commands"] == ["bufnmf sines mix.wav -o mix-sines --detection-threshold -80 --min-track-len 10"]
+    assert main(["sines", str(src), "-o", str(tmp_path / "cli"), "--detection-threshold", "-80", "--min-track-len",
+                 "10"]) == 0
+    assert client.get(r["tracks"]).text == (tmp_path / "cli" / "tracks.csv").read_text()
+    parts = [sf.read(io.BytesIO(client.get(p["url"]).content), dtype="float32")[0] for p in r["parts"]]
+    np.testing.assert_array_equal(parts[0], sf.read(tmp_path / "cli" / "sines.wav", dtype="float32")[0])
+    np.testing.assert_allclose(parts[0] + parts[1], sf.read(src, dtype="float32")[0], atol=1e-5)
+    assert r["per_channel"][0]["tracks"] > 0
+    # its errors too are the command line's
+    res = client.post(f"/api/sessions/{sid}/jobs", json={"kind": "sines", "source": up["id"],
+                                                         "params": {"min_track_len": -3}})
+    failed = wait_job(client, sid, res.json()["id"])
+    assert failed["state"] == "error"
+    (tmp_path / "mix.wav").write_bytes(src.read_bytes())
+    assert failed["message"] == cli_error(["sines", "mix.wav", "-o", "out", "--min-track-len", "-3"], tmp_path, capsys)
+
+
 # ----------------------------------------------------------------------------------------------
 # the command
 

@@ -316,3 +316,26 @@ def test_dropping_a_file_chooses_it(context, server, data_dir):
     run_and_wait(page, 2)
     assert page.inner_text("[data-testid=result-title]") == "dropped loop.wav, 2 components"
     assert page.js_errors == []
+
+
+def test_sines_shows_tracks_and_plays_sines_and_residual(context, server, data_dir):
+    page = open_page(context, server)
+    choose(page, data_dir / "drums" / "mix.wav")
+    page.select_option("[data-testid=process]", "sines")
+    assert page.is_hidden("[data-testid=components]") and page.is_visible("[data-testid=detection-threshold]")
+    page.fill("[data-testid=detection-threshold]", "-80")
+    run_and_wait(page, None)
+    assert page.inner_text("[data-testid=result-title]") == "mix.wav, sines and residual"
+    assert page.is_hidden("[data-testid=bases-plot]") and page.is_visible("[data-testid=tracks-plot]")
+    tracks = int(page.get_attribute("[data-testid=tracks-plot]", "data-tracks"))
+    assert tracks > 10 and int(page.get_attribute("[data-testid=tracks-plot]", "data-drawn")) == tracks
+    assert [page.locator(".part .name").nth(k).inner_text() for k in range(2)] == ["sines", "residual"]
+    assert page.locator("[data-testid=component-audio]").count() == 2
+    page.click("[data-testid=zoom-in]")  # the tracks follow the lanes' time view
+    assert int(page.get_attribute("[data-testid=tracks-plot]", "data-drawn")) < tracks
+    page.click("[data-testid=play-remix]")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=component-audio]')]"
+                           ".every(a => a.currentTime > 0.2)")
+    assert "bufnmf sines mix.wav -o mix-sines --detection-threshold -80" in page.text_content("[data-testid=commands]")
+    assert page.locator("[data-testid='download-tracks.csv']").count() == 1
+    assert page.js_errors == []

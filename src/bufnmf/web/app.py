@@ -253,6 +253,17 @@ class Server:
         kind = body.get("kind")
         jid = secrets.token_hex(6)
         folder = self.job_dir(s, jid)
+        try:
+            job = await self._make_job(s, body, kind, jid, folder)
+        except ClientError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._drop_old_jobs(s)
+        s.jobs.append(jid)
+        self.runner.submit(job)
+        return job
+
+    async def _make_job(self, s: Session, body: dict[str, Any], kind: object, jid: str, folder: Path) -> Job:
         if kind == "demo":
             spec: dict[str, Any] = {"kind": "demo", "out_dir": str(folder / "out"), "cwd": None}
             job = Job(jid, s.id, "demo", spec, "demo loop, 3 components", cells=1)  # a 4 s loop: small
@@ -262,30 +273,23 @@ class Server:
                 plan = await asyncio.to_thread(worker.plan, {**spec, "source": str(Path(spec["cwd"]) / spec["source"]),
                                                              "bases": _abs(spec["cwd"], spec.get("bases"))})
             except BufNMFError as exc:
-                shutil.rmtree(folder, ignore_errors=True)
                 raise ClientError(worker.error_message(exc).replace(spec["cwd"] + os.sep, "")) from None
             job = Job(jid, s.id, "decompose", spec, title, memory_bytes=int(plan["memory_bytes"]),
                       cells=int(plan["bins"]) * int(plan["frames"]))
-        # Sines: when bufnmf.sines lands, kind "sines" is built here from its parameters, planned the same way.
+        elif kind == "sines":  # no planner to ask: its checks come with the run, in the same words
+            spec, title = self._sines_spec(s, body, folder)
+            job = Job(jid, s.id, "sines", spec, title)
         else:
-            raise ClientError(f"unknown job kind {kind!r}: use 'decompose' or 'demo'")
-        self._drop_old_jobs(s)
-        s.jobs.append(jid)
-        self.runner.submit(job)
+            raise ClientError(f"unknown job kind {kind!r}: use 'decompose', 'sines' or 'demo'")
         return job
 
-    def _decompose_spec(self, s: Session, body: dict[str, Any], folder: Path) -> tuple[dict[str, Any], str]:
-        src = s.uploads.get(str(body.get("source")))
-        if src is None or src.role != "source" or not src.files:
-            raise ClientError("choose a sound first: drop or pick a file, or try the demo loop")
-        kit = s.uploads.get(str(body.get("kit"))) if body.get("kit") else None
-        if body.get("kit") and (kit is None or kit.role != "kit"):
-            raise ClientError("the kit is no longer there: choose it again")
+    @staticmethod
+    def _params(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
         raw = body.get("params") or {}
         if not isinstance(raw, dict):
             raise ClientError("params must be an object")
         params: dict[str, Any] = {}
-        for name in PARAMS:
+        for name in names:
             value = raw.get(name)
             if value is None or value == "":
                 continue
@@ -295,13 +299,35 @@ class Server:
                 except ValueError:
                     pass  # the job names it: "components must be an integer, got 'x'"
             params[name] = value
+        return params
+
+    @staticmethod
+    def _source(s: Session, body: dict[str, Any], folder: Path) -> tuple[Path, str]:
+        """The job's input folder with the chosen sound linked in; returns (folder, the sound's name)."""
+        src = s.uploads.get(str(body.get("source")))
+        if src is None or src.role != "source" or not src.files:
+            raise ClientError("choose a sound first: drop or pick a file, or try the demo loop")
+        inputs = folder / "in"
+        inputs.mkdir(parents=True)
+        _link(src.folder / src.files[0], inputs / src.files[0])
+        return inputs, src.files[0]
+
+    def _sines_spec(self, s: Session, body: dict[str, Any], folder: Path) -> tuple[dict[str, Any], str]:
+        params = self._params(body, worker.SINES_PARAMS)
+        inputs, source = self._source(s, body, folder)
+        spec = {"kind": "sines", "cwd": str(inputs), "source": source, "params": params,
+                "out_dir": str(folder / "out")}
+        return spec, f"{source}, sines and residual"
+
+    def _decompose_spec(self, s: Session, body: dict[str, Any], folder: Path) -> tuple[dict[str, Any], str]:
+        kit = s.uploads.get(str(body.get("kit"))) if body.get("kit") else None
+        if body.get("kit") and (kit is None or kit.role != "kit"):
+            raise ClientError("the kit is no longer there: choose it again")
+        params = self._params(body, PARAMS)
         if kit is None:
             params.pop("bases_mode", None)
             params.pop("extra_components", None)
-        inputs = folder / "in"
-        inputs.mkdir(parents=True)
-        source = src.files[0]
-        _link(src.folder / source, inputs / source)
+        inputs, source = self._source(s, body, folder)
         bases = None
         track = False
         if kit is not None:
@@ -417,7 +443,7 @@ def create_app(config: WebConfig | None = None) -> Starlette:
     async def config_(request: Request) -> Response:
         return JSONResponse({"version": __version__, "max_upload": srv.config.max_upload,
                              "max_upload_text": fmt_bytes(srv.config.max_upload), "max_jobs": srv.config.max_jobs,
-                             "workers_ready": srv.workers_ready, "kinds": ["decompose", "demo"],
+                             "workers_ready": srv.workers_ready, "kinds": ["decompose", "sines", "demo"],
                              "broken": srv.runner.broken if srv.runner else ""})
 
     async def new_session(request: Request) -> Response:
@@ -515,7 +541,7 @@ def create_app(config: WebConfig | None = None) -> Starlette:
             job = srv.job(s, request.path_params["jid"])
         except ClientError as exc:
             return err(exc)
-        if job.kind != "decompose":
+        if job.kind not in ("decompose", "sines"):
             return err(ClientError("this job has no uploaded source", 404))
         name = str(job.spec["source"])
         return FileResponse(Path(job.spec["cwd"]) / name, media_type=media_type(name),

@@ -7,9 +7,8 @@ re-summed with the gains), ``source``, ``downloads`` and ``zip``.
 * ``"nmf"`` (decompose, demo): ``bases`` and ``activations`` (the ``.npy`` buffers, drawn by the
   page as spectra on a log-frequency axis and as curves over each part's waveform), ``events``
   when a kit was tracked.
-* Sines (when ``bufnmf.sines`` lands): kind ``"sines"``, its parts the sines and the residual,
-  plus what its view draws (e.g. the tracked peaks); add its ``describe`` branch below and its
-  drawing beside ``drawNMF`` in ``static/app.js`` (look for "Sines").
+* ``"sines"`` (BufSines): its parts the sines and the residual, and ``tracks`` (the ``tracks.csv``
+  of the tracked peaks, drawn by the page over time and log frequency).
 """
 
 from __future__ import annotations
@@ -32,16 +31,21 @@ def output_files(out: Path) -> list[str]:
 
 
 def stem_of(job: Job) -> str:
-    """A name for the job's zip and the command line's output folder: ``mix-parts``."""
+    """A name for the job's zip and the command line's output folder: ``mix-parts``, ``mix-sines``."""
     if job.kind == "demo":
         return "bufnmf-demo"
-    return Path(str(job.spec.get("source", "sound"))).stem + "-parts"
+    return Path(str(job.spec.get("source", "sound"))).stem + ("-sines" if job.kind == "sines" else "-parts")
 
 
 def command_line(job: Job) -> list[str]:
     """The commands that make the same files (with the seed the run used, so they reproduce it)."""
     if job.kind == "demo":
         return ["bufnmf demo -o bufnmf-demo"]
+    if job.kind == "sines":
+        args = ["bufnmf", "sines", shlex.quote(str(job.spec["source"])), "-o", shlex.quote(stem_of(job))]
+        for name, value in job.spec["params"].items():
+            args += ["--" + name.replace("_", "-"), shlex.quote(str(value))]
+        return [" ".join(args)]
     s = job.summary
     p = job.spec["params"]
     seed = s.get("parameters", {}).get("seed", p.get("seed", -1))
@@ -77,8 +81,10 @@ def command_line(job: Job) -> list[str]:
 
 
 def _group(name: str) -> str:
-    if name.startswith("component_"):
+    if name.startswith("component_") or name in ("sines.wav", "residual.wav"):
         return "parts"
+    if name == "tracks.csv":
+        return "tracks"
     if name.startswith(("bases.", "activations.")) and not name.endswith(".png"):
         return "buffers"
     if name.startswith("events."):
@@ -86,8 +92,48 @@ def _group(name: str) -> str:
     return "other"
 
 
+def _downloads(job: Job, out: Path, files: list[str], url: str) -> list[dict[str, Any]]:
+    listed = [n for n in job.summary.get("outputs", []) if n in files]  # in the order the job wrote them
+    ordered = listed + [n for n in files if n not in listed]
+    return [{"name": n, "url": f"{url}/files/{n}", "bytes": (out / n).stat().st_size, "group": _group(n)}
+            for n in ordered]
+
+
+def describe_sines(job: Job, out: Path, base: str) -> dict[str, Any]:
+    """The page's view of a finished sines job: the sines and the residual, the tracks."""
+    s = job.summary
+    files = output_files(out)
+    url = f"{base}/jobs/{job.id}"
+    params = s.get("parameters", {})
+    return {
+        "kind": "sines",
+        "title": job.title,
+        "sample_rate": s.get("sample_rate"),
+        "channels": s.get("num_channels"),
+        "components": 2,
+        "labels": ["sines", "residual"],
+        "parameters": params,
+        "window_size": params.get("window_size"), "hop_size": params.get("hop_size"),
+        "fft_size": params.get("fft_size"),
+        "per_channel": s.get("channels", []),
+        "seconds": s.get("timings", {}).get("sines_seconds"),
+        "source": {"name": str(job.spec["source"]), "url": f"{url}/source"},
+        "parts": [{"label": lab, "file": f"{lab}.wav", "url": f"{url}/files/{lab}.wav?inline=1"}
+                  for lab in ("sines", "residual") if f"{lab}.wav" in files],
+        "tracks": f"{url}/files/tracks.csv" if "tracks.csv" in files else None,
+        "downloads": _downloads(job, out, files, url),
+        "zip": f"{url}/zip",
+        "zip_name": f"{stem_of(job)}.zip",
+        "commands": command_line(job),
+        "warnings": s.get("warnings", []),
+        "source_upload": None,
+    }
+
+
 def describe(job: Job, out: Path, base: str) -> dict[str, Any]:
     """The page's view of a finished job whose outputs are in ``out``; URLs start with ``base``."""
+    if job.kind == "sines":
+        return describe_sines(job, out, base)
     s = job.summary
     files = output_files(out)
     url = f"{base}/jobs/{job.id}"
@@ -96,10 +142,7 @@ def describe(job: Job, out: Path, base: str) -> dict[str, Any]:
     labels = list(s.get("labels", []))
     parts = [{"label": labels[i] if i < len(labels) else n[len("component_"):-4], "file": n,
               "url": f"{url}/files/{n}?inline=1"} for i, n in enumerate(names)]
-    listed = [n for n in s.get("outputs", []) if n in files]  # in the order the job wrote them
-    ordered = listed + [n for n in files if n not in listed]
-    downloads = [{"name": n, "url": f"{url}/files/{n}", "bytes": (out / n).stat().st_size, "group": _group(n)}
-                 for n in ordered]
+    downloads = _downloads(job, out, files, url)
     if job.kind == "demo":
         source = {"name": "demo_loop.wav", "url": f"{url}/files/demo_loop.wav?inline=1"}
     else:

@@ -27,10 +27,13 @@ PROGRESS_EVERY = 0.05
 #: The parameters of a decompose spec that go to :func:`bufnmf.workflows.jobs.decompose_job` as they are.
 DECOMPOSE_PARAMS = ("components", "iterations", "window_size", "hop_size", "fft_size", "seed", "bases_mode",
                     "extra_components")
+#: The parameters of a sines spec that go to :func:`bufnmf.workflows.jobs.sines_job` as they are.
+SINES_PARAMS = ("bandwidth", "detection_threshold", "birth_low_threshold", "birth_high_threshold", "min_track_len",
+                "track_method", "window_size", "hop_size", "fft_size")
 
 
 def in_command_line_terms(message: str) -> str:
-    """A job's message with the decompose command's option names: ``bases_mode`` -> ``--bases-mode``.
+    """A job's message with the commands' option names: ``bases_mode`` -> ``--bases-mode``.
 
     The command line prints the same message this way (only ``snake_case`` names change, so plain
     words stay words), so the page's errors read as the command line's.
@@ -39,7 +42,9 @@ def in_command_line_terms(message: str) -> str:
 
     for name in ("window_size", "hop_size", "fft_size", "bases_mode", "act_mode", "start_frame", "num_frames",
                  "start_chan", "num_chans", "extra_components", "smooth_activations", "smooth_method",
-                 "max_memory"):
+                 "max_memory", "detection_threshold", "birth_low_threshold", "birth_high_threshold",
+                 "min_track_len", "track_method", "track_mag_range", "track_freq_range", "track_prob",
+                 "max_fft_size", "flucoma_quirks"):
         message = re.sub(rf"(?<![\w-]){name}(?!\w)", "--" + name.replace("_", "-"), message)
     return message
 
@@ -98,14 +103,17 @@ class _Inside:
 def run_spec(spec: dict[str, Any], progress: Any, stage: Any) -> dict[str, Any]:
     """Run one job spec; returns its summary. ``progress(done, total)`` as the jobs take it;
     ``stage(name)`` tells the server what the job is doing."""
-    from ..workflows.jobs import decompose_job, demo_job, track_job
+    from ..workflows.jobs import decompose_job, demo_job, sines_job, track_job
 
     kind = spec["kind"]
     out = Path(spec["out_dir"])
     if kind == "demo":
         return demo_job(out, progress=progress).summary
+    if kind == "sines":
+        sines_params = {k: spec["params"][k] for k in SINES_PARAMS if k in spec["params"]}
+        with _Inside(spec["cwd"]):
+            return dict(sines_job(spec["source"], out, progress=progress, **sines_params).summary)
     if kind != "decompose":
-        # Sines: when bufnmf.sines lands, its job (sines_job) runs here as kind "sines".
         raise ValueError(f"unknown job kind {kind!r}")
     params = {k: spec["params"][k] for k in DECOMPOSE_PARAMS if k in spec["params"]}
     with _Inside(spec["cwd"]):
@@ -127,11 +135,13 @@ def run_spec(spec: dict[str, Any], progress: Any, stage: Any) -> dict[str, Any]:
 def _warm_up() -> None:
     """Import the numerics and load (or compile) the numba kernels, so the first job starts at once."""
     from ..clients.bufnmf import decompose
+    from ..clients.sines import sines
     from ..demo import drum_loop
 
     loop = drum_loop(seconds=0.25)[0]
     for track in (False, True):  # both kernels: with and without the divergence the jobs report
         decompose(loop, components=2, iterations=2, seed=0, kernel="numba", track_divergence=track, resynth=False)
+    sines(loop, sample_rate=44100)
 
 
 def _limit_threads(threads: int) -> None:

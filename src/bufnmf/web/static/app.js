@@ -212,14 +212,25 @@ function clearKit() {
 // ------------------------------------------------------------------------------------------
 // running
 
-function params() {
+const SINES_FIELDS = ["detection_threshold", "min_track_len", "bandwidth", "birth_low_threshold",
+                      "birth_high_threshold", "window_size", "hop_size", "fft_size"];
+const NMF_FIELDS = ["components", "iterations", "window_size", "hop_size", "fft_size", "seed", "extra_components"];
+
+function params(kind) {
   const p = {};
-  for (const name of ["components", "iterations", "window_size", "hop_size", "fft_size", "seed", "extra_components"]) {
+  for (const name of kind === "sines" ? SINES_FIELDS : NMF_FIELDS) {
     const v = $(name).value.trim();
     if (v !== "") p[name] = Number.isFinite(Number(v)) ? Number(v) : v;
   }
-  if (state.kit) p.bases_mode = $("bases_mode").value;
+  if (kind === "sines" && $("track_method").value !== "greedy") p.track_method = $("track_method").value;
+  if (kind !== "sines" && state.kit) p.bases_mode = $("bases_mode").value;
   return p;
+}
+
+function showProcess() {
+  const sines = $("process").value === "sines";
+  document.querySelectorAll(".nmf-only").forEach(el => { el.hidden = sines; });
+  document.querySelectorAll(".sines-only").forEach(el => { el.hidden = !sines; });
 }
 
 async function submit(body) {
@@ -248,7 +259,9 @@ function run() {
     showError("choose a sound first: drop or pick a file, or try the demo loop");
     return;
   }
-  submit({kind: "decompose", source: state.source.id, kit: state.kit ? state.kit.id : null, params: params()});
+  const kind = $("process").value;
+  if (kind === "sines") submit({kind, source: state.source.id, params: params(kind)});
+  else submit({kind, source: state.source.id, kit: state.kit ? state.kit.id : null, params: params(kind)});
 }
 
 function onJob(job) {
@@ -268,7 +281,7 @@ function onJob(job) {
   } else if (job.state === "running") {
     if (job.stage === "running" && job.total > 0) {
       prog.value = job.done / job.total;
-      setStatus(`Running: ${job.done} / ${job.total} iterations${mem}`, "running");
+      setStatus(`Running: ${job.done} / ${job.total} ${job.kind === "sines" ? "frames" : "iterations"}${mem}`, "running");
     } else {
       if (job.stage === "tracking") prog.removeAttribute("value");
       const what = {starting: "Starting", tracking: "Finding the kit's hits", cancelling: "Cancelling"}[job.stage] || "Running";
@@ -310,16 +323,17 @@ async function decode(url, sampleRate, channels) {
 async function loadResult(jobId) {
   const info = await api(sessionUrl(`/jobs/${jobId}`));
   const r = info.result;
-  const [bases, acts, events, parts] = await Promise.all([
+  const [bases, acts, events, tracks, parts] = await Promise.all([
     r.bases ? fetchBuffer(r.bases).then(parseNpy) : null,
     r.activations ? fetchBuffer(r.activations).then(parseNpy) : null,
     r.events ? api(r.events) : null,
+    r.tracks ? fetch(r.tracks).then(res => res.text()).then(parseTracks) : null,
     Promise.all(r.parts.map(p => decode(p.url, r.sample_rate, r.channels))),
   ]);
   if (!state.job || state.job.id !== jobId) return;  // another run started meanwhile
   stopAudio();
   state.result = r;
-  state.data = {bases, acts, events, parts};
+  state.data = {bases, acts, events, tracks, parts};
   state.channel = 0;
   if (r.source_upload) {  // the demo's loop is now the sound to decompose
     state.source = {id: r.source_upload.id, name: r.source_upload.name};
@@ -339,16 +353,14 @@ function renderResult() {
   $("empty").hidden = true;
   $("result").hidden = false;
   $("result-title").textContent = r.title;
-  const div = r.divergence.length ? r.divergence.map(d => d.toPrecision(4)).join(", ") : "–";
-  const facts = [
-    `${r.components} components`, `${r.iterations} iterations`, `seed ${r.seed}`,
-    `window ${r.window_size} · hop ${r.hop_size} · FFT ${r.fft_size}`,
-    `${r.sample_rate} Hz${r.channels > 1 ? ` · ${r.channels} channels` : ""}`,
-    `KL divergence ${div}`, `${r.seconds != null ? r.seconds.toFixed(2) : "?"} s (${r.kernel})`,
-  ];
-  if (r.tracking) facts.push(`${r.tracking.events} hits found (${Object.entries(r.tracking.counts).map(([k, v]) => `${k} ${v}`).join(", ")})`);
-  if (r.matches) facts.push("demo: " + r.matches.map(m => `${m.component} ≈ ${m.drum}`).join(", "));
+  const sines = r.kind === "sines";
+  $("bases-card").hidden = sines;
+  $("tracks-card").hidden = !sines;
+  $("lanes-title").innerHTML = sines ? "Sines and residual <small>each part's waveform</small>" :
+    "Activations <small>when each part plays, over its waveform</small>";
+  const facts = sines ? sinesFacts(r) : nmfFacts(r);
   $("result-facts").innerHTML = "";
+
   for (const f of facts) {
     const span = document.createElement("span");
     span.textContent = f;
@@ -377,10 +389,109 @@ function renderResult() {
   drawAll();
 }
 
+function nmfFacts(r) {
+  const div = r.divergence.length ? r.divergence.map(d => d.toPrecision(4)).join(", ") : "–";
+  const facts = [
+    `${r.components} components`, `${r.iterations} iterations`, `seed ${r.seed}`,
+    `window ${r.window_size} · hop ${r.hop_size} · FFT ${r.fft_size}`,
+    `${r.sample_rate} Hz${r.channels > 1 ? ` · ${r.channels} channels` : ""}`,
+    `KL divergence ${div}`, `${r.seconds != null ? r.seconds.toFixed(2) : "?"} s (${r.kernel})`,
+  ];
+  if (r.tracking) facts.push(`${r.tracking.events} hits found (${Object.entries(r.tracking.counts).map(([k, v]) => `${k} ${v}`).join(", ")})`);
+  if (r.matches) facts.push("demo: " + r.matches.map(m => `${m.component} ≈ ${m.drum}`).join(", "));
+  return facts;
+}
+
+function sinesFacts(r) {
+  const p = r.parameters;
+  const facts = r.per_channel.map(c => `${r.channels > 1 ? `channel ${c.channel + 1}: ` : ""}${c.tracks} tracks, ` +
+    `${c.sines_energy_share != null ? (100 * c.sines_energy_share).toFixed(1) : "?"} % of the energy in the sines`);
+  facts.push(`detection ${p.detection_threshold} dB`, `min. track ${p.min_track_len} hops`, `bandwidth ${p.bandwidth}`,
+             `window ${r.window_size} · hop ${r.hop_size} · FFT ${r.fft_size}`,
+             `${r.sample_rate} Hz${r.channels > 1 ? ` · ${r.channels} channels` : ""}`,
+             `${r.seconds != null ? r.seconds.toFixed(2) : "?"} s`);
+  return facts;
+}
+
 function drawAll() {
   if (!state.result) return;
-  drawBases();
+  if (state.result.kind === "sines") drawTracks(); else drawBases();
   drawActivations();
+}
+
+/** The time views (lanes and, for sines, the tracks) after a zoom, a move or a tick of the playhead. */
+function drawTime() {
+  if (state.result && state.result.kind === "sines") drawTracks();
+  drawActivations();
+}
+
+/** tracks.csv (track_id, frame, time_s, freq_hz, mag_db, channel) -> {channel: Map(track_id -> points)}. */
+function parseTracks(text) {
+  const lines = text.trim().split("\n");
+  const cols = lines[0].split(",");
+  const at = name => cols.indexOf(name);
+  const [iId, iT, iF, iM, iC] = ["track_id", "time_s", "freq_hz", "mag_db", "channel"].map(at);
+  const byChannel = {};
+  for (let i = 1; i < lines.length; i++) {
+    const v = lines[i].split(",").map(Number);
+    const ch = byChannel[v[iC]] || (byChannel[v[iC]] = new Map());
+    if (!ch.has(v[iId])) ch.set(v[iId], []);
+    ch.get(v[iId]).push([v[iT], v[iF], v[iM]]);
+  }
+  return byChannel;
+}
+
+function drawTracks() {
+  const holder = $("tracks-plot");
+  const {g, w, h} = setupCanvas(holder);
+  const r = state.result;
+  const tracks = (state.data.tracks || {})[(r.per_channel[state.channel] || {}).channel ?? state.channel] || new Map();
+  const pad = {l: 118, r: 12, t: 8, b: 24};
+  const {t0, t1} = state.view;
+  const fMin = 30, fMax = r.sample_rate / 2;
+  const x = t => pad.l + (t - t0) / (t1 - t0) * (w - pad.l - pad.r);
+  const y = f => h - pad.b - Math.log(Math.max(f, fMin) / fMin) / Math.log(fMax / fMin) * (h - pad.t - pad.b);
+  g.font = FONT;
+  g.fillStyle = AXIS;
+  g.textAlign = "right";
+  for (const f of [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]) {
+    if (f > fMax) continue;
+    g.strokeStyle = GRID;
+    g.beginPath(); g.moveTo(pad.l, y(f)); g.lineTo(w - pad.r, y(f)); g.stroke();
+    g.fillText(f >= 1000 ? `${f / 1000}k Hz` : `${f} Hz`, pad.l - 8, y(f) + 4);
+  }
+  const step = niceStep(t1 - t0, w - pad.l - pad.r);
+  g.textAlign = "center";
+  for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
+    g.strokeStyle = GRID;
+    g.beginPath(); g.moveTo(x(t), pad.t); g.lineTo(x(t), h - pad.b); g.stroke();
+    g.fillText(step < 0.1 ? t.toFixed(2) : step < 1 ? t.toFixed(1) : t.toFixed(0), x(t), h - pad.b + 15);
+  }
+  g.save();
+  g.beginPath(); g.rect(pad.l, 0, w - pad.l - pad.r, h); g.clip();
+  g.lineWidth = 1.6;
+  let drawn = 0;
+  for (const [id, pts] of tracks) {
+    if (pts[pts.length - 1][0] < t0 || pts[0][0] > t1) continue;
+    g.strokeStyle = colour(id);
+    g.beginPath();
+    pts.forEach(([t, f, m], i) => {
+      g.globalAlpha = Math.min(1, Math.max(0.2, (m + 90) / 70));
+      if (i === 0) g.moveTo(x(t), y(f)); else g.lineTo(x(t), y(f));
+    });
+    g.stroke();
+    drawn++;
+  }
+  g.globalAlpha = 1;
+  g.restore();
+  const now = currentTime();
+  if (now > t0 && now < t1) {
+    g.strokeStyle = "#111827";
+    g.lineWidth = 1.5;
+    g.beginPath(); g.moveTo(x(now), pad.t); g.lineTo(x(now), h - pad.b); g.stroke();
+  }
+  holder.dataset.tracks = String(tracks.size);
+  holder.dataset.drawn = String(drawn);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -634,7 +745,7 @@ function setView(t0, t1) {
   let span = Math.max(minSpan, Math.min(d, t1 - t0));
   t0 = Math.max(0, Math.min(t0, d - span));
   state.view = {t0, t1: t0 + span};
-  drawActivations();
+  drawTime();
 }
 function zoom(factor, at) {
   const {t0, t1} = state.view;
@@ -756,7 +867,7 @@ function pauseAudio() {
   audio.playing = false;
   cancelAnimationFrame(audio.raf);
   applyGains();
-  drawActivations();
+  drawTime();
 }
 
 function stopAudio() {
@@ -764,7 +875,7 @@ function stopAudio() {
   audio.playing = false;
   audio.position = 0;
   cancelAnimationFrame(audio.raf);
-  if (state.result) { applyGains(); drawActivations(); }
+  if (state.result) { applyGains(); drawTime(); }
   $("clock").textContent = fmtTime(0);
 }
 
@@ -772,7 +883,7 @@ function seek(t) {
   audio.position = t;
   if (audio.playing) for (const el of elements()) el.currentTime = t;
   $("clock").textContent = fmtTime(t);
-  drawActivations();
+  drawTime();
 }
 
 function tick() {
@@ -787,7 +898,7 @@ function tick() {
   // follow the playhead when zoomed in
   const {t0, t1} = state.view;
   if (t > t1 && t1 - t0 < duration()) setView(t - 0.1 * (t1 - t0), t + 0.9 * (t1 - t0));
-  else drawActivations();
+  else drawTime();
   audio.raf = requestAnimationFrame(tick);
 }
 
@@ -873,7 +984,8 @@ function downloadRemix() {
 
 function buildDownloads() {
   const r = state.result;
-  const groups = [["parts", "Parts"], ["buffers", "FluCoMa buffers"], ["events", "Hits and MIDI"], ["other", "Summary and more"]];
+  const groups = [["parts", "Parts"], ["buffers", "FluCoMa buffers"], ["events", "Hits and MIDI"], ["tracks", "Tracks"],
+                  ["other", "Summary and more"]];
   const box = $("downloads");
   box.innerHTML = "";
   for (const [key, title] of groups) {
@@ -897,9 +1009,8 @@ function buildDownloads() {
   $("download-zip").setAttribute("download", r.zip_name);
 }
 
-// Sines: when bufnmf.sines lands, a result of kind "sines" has parts [sines, residual] (played,
-// remixed and downloaded by the code above as any parts) and its own drawing, added here as
-// drawSines beside drawBases/drawActivations and chosen in drawAll by state.result.kind.
+// A result's kind chooses its drawings (drawAll): "nmf" the bases and the activations, "sines" the
+// tracks and the two parts' waveforms; the players, the remix and the downloads serve any parts.
 
 // ------------------------------------------------------------------------------------------
 // wiring
@@ -918,6 +1029,8 @@ function setup() {
   });
   $("kit-input").addEventListener("change", () => chooseKit($("kit-input").files));
   $("kit-clear").addEventListener("click", clearKit);
+  $("process").addEventListener("change", showProcess);
+  showProcess();
   $("demo-button").addEventListener("click", () => submit({kind: "demo"}));
   $("run-button").addEventListener("click", run);
   $("cancel-button").addEventListener("click", cancel);

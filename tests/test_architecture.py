@@ -91,3 +91,19 @@ def test_front_ends_hold_no_numerics_and_write_no_files():
         text = path.read_text()
         assert "OutputSet" not in text, path
         assert not re.search(r"\bnp\.(fft|linalg)|scipy", text), path
+
+
+def test_the_web_front_end_runs_jobs_and_holds_no_numerics():
+    """web/ calls the jobs (in its worker processes) and writes no outputs itself; front ends import
+    no other front end, except the one command that starts the page (cli/serve.py)."""
+    web = list((SRC / "web").rglob("*.py"))
+    assert web
+    for path in web:
+        text = path.read_text()
+        assert "OutputSet" not in text, path
+        assert not re.search(r"\bnp\.(fft|linalg)|scipy|import numpy", text), path
+        assert not _imports(path) & {"cli", "batch", "models", "dsp"}, path
+    assert "decompose_job" in (SRC / "web" / "worker.py").read_text()
+    for path in (SRC / "cli").rglob("*.py"):
+        if "web" in _imports(path):
+            assert path.name == "serve.py", path

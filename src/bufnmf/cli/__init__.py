@@ -19,7 +19,7 @@ import click
 
 from .. import __version__
 from ..errors import BufNMFError, Cancelled
-from . import decompose, family, learn, sines
+from . import decompose, family, learn, serve, sines
 from .common import debug_option
 
 EPILOG_MAIN = """\b
@@ -27,6 +27,7 @@ Examples:
   bufnmf demo                                   # synthesise a drum loop and split it
   bufnmf decompose loop.wav -o parts -k 3 --plot
   bufnmf decompose loop.wav -o parts --bases kit.wav --bases-mode fixed
+  bufnmf serve --open                           # the same in a web page
 """
 
 
@@ -38,7 +39,7 @@ def cli(debug: bool) -> None:
 
 
 for _command in (decompose.command, decompose.demo, learn.learn, learn.track, family.stft, family.seed,
-                 family.match, family.filter_, family.cross, family.morph, sines.command):
+                 family.match, family.filter_, family.cross, family.morph, sines.command, serve.serve):
     cli.add_command(_command)
 
 

@@ -271,6 +271,7 @@ def decompose_job(
     plot: bool = False,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    plan_only: bool = False,
 ) -> JobResult:
     """Decompose an audio file into ``out_dir``: ``component_<k>.wav``, FluCoMa buffers, ``summary.json``.
 
@@ -282,6 +283,10 @@ def decompose_job(
         bases_mode, act_mode: "none", "seed" or "fixed" (default "seed" when a buffer is given).
         smooth_activations: seconds of activation smoothing before resynthesis.
         max_memory: bytes or a size like "4G" (default: the memory available now).
+        plan_only: check everything and plan the run (:func:`bufnmf.clients.bufnmf.prepare`: shapes,
+            seed, memory estimate), then stop: nothing is run or written. ``summary`` then holds
+            ``memory_bytes``, ``memory`` (the estimate by part), ``components``, ``channels``,
+            ``samples``, ``bins``, ``frames`` and ``outputs`` (the names a run would write); ``result`` is the plan.
         The rest: as :func:`bufnmf.decompose`.
 
     Returns:
@@ -321,6 +326,12 @@ def decompose_job(
     plan = prep.plan  # every size checked: only now build anything per component
     labels = stem_labels(kit.labels if kit is not None and len(kit.labels) == k else None, k, extra)
     names = output_names(plan.components, resynth, plot, labels, channels=plan.num_channels)
+    if plan_only:
+        OutputSet(out_dir, names, force=force).check()
+        return JobResult([], {"memory_bytes": plan.memory.total, "memory": plan.memory.describe(),
+                              "components": plan.components, "channels": plan.num_channels,
+                              "samples": plan.num_samples, "bins": plan.bins, "frames": plan.hops,
+                              "sample_rate": sr, "outputs": names}, plan)
     # The folder is checked and locked before the work, not after; files appear only at the end.
     with OutputSet(out_dir, names, force=force) as out:
         t_read = time.perf_counter() - t0

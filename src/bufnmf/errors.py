@@ -23,3 +23,16 @@ class BufNMFWarning(UserWarning):
 
 class Cancelled(RuntimeError):  # noqa: N818 - reads as what happened
     """Raised when a ``progress`` callback returns ``False``."""
+
+
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) arrived while a run's outputs were being put in place: they were all
+    put in place first (a commit is never cut in half), then the interrupt went on.
+
+    Attributes:
+        written: the files the run wrote.
+    """
+
+    def __init__(self, written: object = ()) -> None:
+        super().__init__("interrupted after the outputs were written")
+        self.written = list(written)  # type: ignore[call-overload]

@@ -6,6 +6,7 @@ error into one line on stderr with exit status 2 (``--debug`` shows the tracebac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import BufNMFError, Cancelled
+from ..errors import BufNMFError, BufNMFWarning, Cancelled, InterruptedAfterCommit
 from . import decompose, family, learn
 from .common import debug_option
 
@@ -62,30 +63,66 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    click.echo(f"bufnmf: warning: {message}", err=True)
+def printable(text: str) -> str:
+    """``text`` safe to print: file names that are not UTF-8 (surrogate escapes) shown as ``\xff``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class _Warnings:
+    """Shows each warning once per run, as ``bufnmf: warning: ...`` in the command line's terms."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.args = args
+        self.seen: set[str] = set()
+
+    def __call__(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+        text = printable(in_command_line_terms(str(message), self.args))
+        if text not in self.seen:
+            self.seen.add(text)
+            click.echo(f"bufnmf: warning: {text}", err=True)
+
+
+def _error(text: str) -> None:
+    click.echo(f"bufnmf: error: {printable(text)}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run the CLI, turning every error into one line on stderr and exit status 2."""
+    """Entry point: run the CLI, turning every error into one line on stderr and exit status 2.
+
+    Called in-process, it leaves the caller's warning filters and signal handlers as they were.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("BUFNMF_DEBUG") == "1"
-    if "--quiet" in args or "-q" in args:
-        warnings.simplefilter("ignore")
-    old_show = warnings.showwarning
-    warnings.showwarning = _show_warning
-    with_sigterm = False
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        with_sigterm = True
-    except ValueError:  # not the main thread
-        pass
+    handlers: dict[int, Any] = {}
+    with warnings.catch_warnings():
+        if "--quiet" in args or "-q" in args:
+            warnings.simplefilter("ignore")
+        else:
+            warnings.simplefilter("always", BufNMFWarning)  # each distinct one shown once: see _Warnings
+        warnings.showwarning = _Warnings(args)
+        try:
+            for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _on_sigterm)):
+                try:
+                    handlers[sig] = signal.signal(sig, handler)
+                except ValueError:  # not the main thread
+                    pass
+            return _run(args, debug)
+        finally:
+            for signum, old in handlers.items():
+                signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         rv = cli.main(args=args, prog_name="bufnmf", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except InterruptedAfterCommit as exc:
+        click.echo(f"bufnmf: interrupted after the outputs were complete ({len(exc.written)} file(s) written)",
+                   err=True)
+        return 130
     except (KeyboardInterrupt, click.Abort):
         click.echo("bufnmf: interrupted; no outputs were written", err=True)
         return 130
@@ -94,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = f" (see 'bufnmf {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in (
             exc.ctx.command_path or "") else " (see 'bufnmf --help')"
-        click.echo(f"bufnmf: error: {exc.format_message()}{hint}", err=True)
+        _error(f"{exc.format_message()}{hint}")
         return 2
     except (BufNMFError, Cancelled, click.ClickException) as exc:
         if debug:
@@ -105,25 +142,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = exc.cli
         else:
             msg = in_command_line_terms(str(exc), args)
-        click.echo(f"bufnmf: error: {msg}", err=True)
+        _error(msg)
         return 2
+    except BrokenPipeError:  # the reader of standard output went away (e.g. '| head'): stop quietly
+        return 141
     except MemoryError:
         if debug:
             traceback.print_exc()
-        click.echo("bufnmf: error: out of memory: use fewer components, a shorter selection "
-                   "(--num-frames) or a larger hop", err=True)
+        _error("out of memory: use fewer components, a shorter selection (--num-frames) or a larger hop")
+        return 2
+    except OSError as exc:  # the system refused something (a device error, a vanished file): not a bug
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
         return 2
     except Exception as exc:  # a bug: say so in one line, full story with --debug
         if debug:
             raise
-        click.echo(f"bufnmf: error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the "
-                   "traceback and please report it)", err=True)
+        _error(f"internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback and please "
+               "report it)")
         return 1
-    finally:
-        warnings.showwarning = old_show
-        if with_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if code == 141:  # standard output is a broken pipe: let nothing more be written to it at exit
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import as_int, real_array
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..dsp.stft import istft as spectral_istft
 from ..dsp.stft import stft_complex
@@ -109,8 +110,8 @@ def istft(
     Returns:
         float64 samples, shape (num_samples,).
     """
-    mag = np.asarray(magnitude, dtype=np.float64)
-    ph = np.asarray(phase, dtype=np.float64)
+    mag = real_array("magnitude", magnitude)
+    ph = real_array("phase", phase)
     if mag.ndim != 2 or ph.ndim != 2:
         raise BufNMFError(f"magnitude and phase must be 2-D (frames, bins), got shapes {mag.shape} and {ph.shape}")
     if mag.shape != ph.shape:
@@ -123,5 +124,9 @@ def istft(
         raise BufNMFError("magnitude or phase contains NaN or infinite values")
     if padding not in PADDINGS:
         raise BufNMFError(f"padding must be 0, 1 or 2, got {padding!r}")
-    n = default_length(mag.shape[0], s, padding) if num_samples is None else int(num_samples)
+    n = default_length(mag.shape[0], s, padding) if num_samples is None else as_int("num_samples", num_samples)
+    longest = (mag.shape[0] - 1) * s.hop_size + s.window_size  # what the frames cover, padding included
+    if not 0 <= n <= longest:
+        raise BufNMFError(f"num_samples must be 0..{longest} (what {mag.shape[0]} frames of hop {s.hop_size} and "
+                          f"window {s.window_size} cover), got {n}")
     return spectral_istft((mag * np.exp(1j * ph)).T, s, n, front=_front(s, padding))

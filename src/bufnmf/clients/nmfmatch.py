@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import as_int, resolve_seed
+from ..checks import as_int, real_array, resolve_seed
 from ..dsp.fft import EPS, FFTSettings, resolve_fft_settings
 from ..dsp.random import uniform01
 from ..dsp.stream import Framer, StreamEngine
@@ -35,10 +35,7 @@ class _FixedBases:
 
     def __init__(self, bases: np.ndarray, iterations: int, seed: int, window_size: int, hop_size: int,
                  fft_size: int) -> None:
-        try:
-            W = np.asarray(bases, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BufNMFError("bases must be a numeric array (bins, components)") from None
+        W = real_array("bases", bases)
         if W.ndim == 1:
             W = W.reshape(-1, 1)
         if W.ndim != 2 or W.shape[1] < 1:

@@ -31,7 +31,23 @@ Examples:
 """
 
 
-@click.group(epilog=EPILOG_MAIN, context_settings={"help_option_names": ["-h", "--help"]})
+class _Interrupted(Exception):  # noqa: N818 - reads as what happened
+    """A KeyboardInterrupt carried past click, which would print a newline and turn it into Abort."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(exc) from None
+
+
+@click.group(cls=_Group, epilog=EPILOG_MAIN, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bufnmf")
 @debug_option
 def cli(debug: bool) -> None:
@@ -46,7 +62,8 @@ for _command in (decompose.command, decompose.demo, learn.learn, learn.track, fa
 def in_command_line_terms(message: str, args: Sequence[str]) -> str:
     """Name the running subcommand's options as ``--flags``: ``bases_mode`` -> ``--bases-mode``.
 
-    Only ``snake_case`` names (with an underscore) are changed, so plain words stay words.
+    ``snake_case`` names (with an underscore) are changed anywhere; a one-word name only where it
+    starts the message (``smooth must be ...`` -> ``--smooth must be ...``), so plain words stay words.
     """
     name = next((a for a in args if a in cli.commands), None)
     if name is None:
@@ -56,6 +73,8 @@ def in_command_line_terms(message: str, args: Sequence[str]) -> str:
             if opt.startswith("--") and "-" in opt[2:]:
                 ident = opt[2:].replace("-", "_")
                 message = re.sub(rf"(?<![\w-]){ident}(?!\w)", opt, message)
+            elif opt.startswith("--") and re.match(rf"{re.escape(opt[2:])}\b(?!-)", message):
+                message = opt + message[len(opt) - 2 :]
     return message
 
 
@@ -119,12 +138,13 @@ def _run(args: list[str], debug: bool) -> int:
         return int(rv) if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except InterruptedAfterCommit as exc:
-        click.echo(f"bufnmf: interrupted after the outputs were complete ({len(exc.written)} file(s) written)",
-                   err=True)
-        return 130
-    except (KeyboardInterrupt, click.Abort):
-        click.echo("bufnmf: interrupted; no outputs were written", err=True)
+    except (_Interrupted, KeyboardInterrupt, click.Abort) as exc:
+        interrupt = exc.interrupt if isinstance(exc, _Interrupted) else exc.__cause__ or exc
+        if isinstance(interrupt, InterruptedAfterCommit):
+            click.echo(f"bufnmf: interrupted after the outputs were complete ({len(interrupt.written)} file(s) "
+                       "written)", err=True)
+        else:
+            click.echo("bufnmf: interrupted; no outputs were written", err=True)
         return 130
     except click.UsageError as exc:
         if debug:

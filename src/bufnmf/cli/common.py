@@ -67,7 +67,8 @@ def debug_option(f: F) -> F:
 def output_options(f: F) -> F:
     """--quiet, --force and the hidden --debug, which every subcommand takes."""
     f = debug_option(f)
-    f = click.option("--force", is_flag=True, help="Replace existing outputs.")(f)
+    f = click.option("--force", is_flag=True,
+                     help="Replace existing outputs (in an output folder, the earlier run's files); never an input.")(f)
     return click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
 
 

@@ -85,14 +85,27 @@ def audio_format(name: str | os.PathLike[str], format: str | None = None, subtyp
     """libsndfile (major format, subtype) for an audio output: ``format`` (a :data:`AUDIO_FORMATS`
     name) if given, else the name's extension, else float32 WAV; ``subtype`` (e.g. "PCM_16",
     "FLOAT") overrides the format's default. Checked against what libsndfile can write."""
+    ext = Path(os.fspath(name)).suffix.lower()
     if format is not None:
         key = str(format).lower().lstrip(".")
         if key not in AUDIO_FORMATS:
             raise BufNMFError(f"audio format {format!r} is not known: use one of {', '.join(AUDIO_FORMATS)}")
         major, sub, _ = AUDIO_FORMATS[key]
+        if ext in AUDIO_EXTENSIONS and AUDIO_EXTENSIONS[ext][0] != major:
+            raise BufNMFError(f"{name} is named as {AUDIO_EXTENSIONS[ext][0]} ({ext}) but the format asked is {key}: "
+                              "give the name the format's extension, or leave the format to the name",
+                              cli=f"-o {name} is named as {AUDIO_EXTENSIONS[ext][0]} ({ext}) but --format is {key}: "
+                                  "give the name the format's extension, or leave out --format")
+    elif ext in AUDIO_EXTENSIONS:
+        major, sub = AUDIO_EXTENSIONS[ext]
+    elif ext and not ext[1:].isdigit():
+        known = ", ".join(AUDIO_FORMATS)
+        raise BufNMFError(f"cannot tell the audio format of {name} from its extension {ext}: name it .wav, .flac, "
+                          f".ogg, .aiff, ... ({known}), or give the format",
+                          cli=f"cannot tell the audio format of {name} from its extension {ext}: name it .wav, "
+                              f".flac, .ogg, .aiff, ... ({known}), or give --format")
     else:
-        ext = Path(os.fspath(name)).suffix.lower()
-        major, sub = AUDIO_EXTENSIONS.get(ext, ("WAV", "FLOAT"))
+        major, sub = "WAV", "FLOAT"  # no extension (or standard output): float32 WAV
     if subtype is not None:
         sub = str(subtype).upper()
         if sub not in sf.available_subtypes(major):
@@ -168,13 +181,25 @@ class _ErrnoFile:
             return 0
 
     def read(self, n: int = -1) -> bytes:
-        return self.fh.read(n)
+        try:
+            return self.fh.read(n)
+        except OSError as exc:
+            self.error = self.error or exc
+            return b""
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self.fh.seek(offset, whence)
+        try:
+            return self.fh.seek(offset, whence)
+        except OSError as exc:  # a buffered file flushes before it seeks
+            self.error = self.error or exc
+            return -1
 
     def tell(self) -> int:
-        return self.fh.tell()
+        try:
+            return self.fh.tell()
+        except OSError as exc:
+            self.error = self.error or exc
+            return -1
 
     def flush(self) -> None:
         try:
@@ -342,12 +367,15 @@ class OutputSet:
             self._unlock(fs)
 
     def _check_names(self) -> None:
+        twice = [n for i, n in enumerate(self.names) if n in self.names[:i] and n != STDOUT]
+        if twice:
+            raise BufNMFError(f"{twice[0]} is given for two outputs of this run: give each output its own name")
         outs = [p for p in self._paths.values() if p is not None]
         for i, p in enumerate(outs):
             for q in outs[:i]:
                 if p == q or _same_file(p, q):
                     raise BufNMFError(f"{p} is given for two outputs of this run: give each output its own name")
-        if sum(p is None for p in self._paths.values()) > 1:
+        if self.names.count(STDOUT) > 1:
             raise BufNMFError("only one output can go to standard output (-)")
         for p in outs:
             limit = _name_max(p.parent)
@@ -368,33 +396,23 @@ class OutputSet:
         self._probe(f)
 
     def _probe(self, f: Path) -> None:
-        """Create (and remove again) what writing here needs: the folder's missing parents, a file."""
-        missing: list[Path] = []
+        """Try writing where the outputs go: a file created and removed in the folder, or in its
+        nearest existing parent when the folder is still to be made (nothing is left either way,
+        and no folder is made and removed, which could race with another run making it)."""
         p = f
-        while not p.exists():
-            if p == p.parent:
-                break
-            missing.append(p)
+        while not p.exists() and p != p.parent:
             p = p.parent
         if not p.is_dir():
             raise BufNMFError(f"cannot create output folder {f}: {p} is a file")
-        made: list[Path] = []
         try:
-            for d in reversed(missing):
-                d.mkdir()
-                made.append(d)
-            fd, probe = tempfile.mkstemp(prefix=f"{PREFIX}probe-", dir=f)
+            fd, probe = tempfile.mkstemp(prefix=f"{PREFIX}probe-", dir=p)
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            where = "create output folder" if missing else "write to"
             if exc.errno == errno.ENOSPC:
-                raise BufNMFError(os_error_message(exc, f, f)) from None
-            raise BufNMFError(f"cannot {where} {f}: {exc.strerror or exc}") from None
-        finally:
-            for d in reversed(made):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+                raise BufNMFError(os_error_message(exc, f, p)) from None
+            where = f"create output folder {f}" if p != f else f"write to {f}"
+            raise BufNMFError(f"cannot {where}: {exc.strerror or exc}") from None
 
     def _check_targets(self, locked: bool) -> None:
         for p in self._paths.values():
@@ -435,8 +453,10 @@ class OutputSet:
         self.check()
         try:
             for fs in self._folders.values():
-                self._make_folder(fs)
-                self._mark_owner(fs)
+                for attempt in range(3):  # a failing run may remove the folder it made just as we come in
+                    self._make_folder(fs)
+                    if self._mark_owner(fs, last=attempt == 2):
+                        break
             if self.run_folder:
                 fs = self._folders[self.folder]
                 self._lock(fs, wait=0.0)
@@ -463,15 +483,20 @@ class OutputSet:
                 raise BufNMFError(f"cannot create output folder {fs.path}: {exc.strerror or exc}") from None
             fs.created.append(d)
 
-    def _mark_owner(self, fs: _Folder) -> None:
+    def _mark_owner(self, fs: _Folder, last: bool = True) -> bool:
         """A mark file held locked while this set lives: its temporaries are not anyone's leftovers."""
         path = fs.path / f"{PREFIX}{self._token}.owner"
         try:
             fh = open(path, "w")
+        except FileNotFoundError as exc:
+            if not last:
+                return False
+            raise BufNMFError(os_error_message(exc, path, fs.path)) from None
         except OSError as exc:
             raise BufNMFError(os_error_message(exc, path, fs.path)) from None
         _flock(fh, blocking=False)
         fs.owner, fs.owner_fh = path, fh
+        return True
 
     def _lock(self, fs: _Folder, wait: float) -> None:
         """The folder's exclusive lock: refused at once (``wait`` 0) or after ``wait`` seconds."""
@@ -637,7 +662,7 @@ class OutputSet:
         if data.ndim == 1:
             data = data[:, None]
         sr = max(1, round(sample_rate))
-        major, sub = audio_format(key if self._paths.get(key) is not None else "out.wav", format, subtype)
+        major, sub = audio_format(key if self._paths.get(key) is not None else STDOUT, format, subtype)
         block = 1 << 18
         clipped = [0, 0.0]
 
@@ -720,9 +745,12 @@ class OutputSet:
             with _signals_deferred() as deferred:
                 try:
                     self._place(folders)
-                except BaseException:
+                except BaseException as exc:
                     for fs in reversed(folders):
                         self._undo(fs)
+                    if isinstance(exc, OSError):
+                        raise BufNMFError(f"could not put the outputs in place ({exc.strerror or exc}): nothing was "
+                                          "written; earlier outputs are as they were") from None
                     raise
                 self._finish(folders)
             self._to_stdout()
@@ -783,6 +811,8 @@ class OutputSet:
         if fs.journal:
             with contextlib.suppress(OSError):
                 (fs.path / JOURNAL_NAME).unlink()
+        with contextlib.suppress(OSError):
+            (fs.path / f"{PREFIX}{self._token}.journal").unlink()
         fs.placed.clear()
         fs.moved.clear()
         fs.journal = False
@@ -870,6 +900,10 @@ def _flock(fh: IO[str], blocking: bool) -> bool:
 
 def _owner_dead(path: Path) -> bool:
     """Whether the run that made an owner mark is gone (its lock on the mark is free)."""
+    try:
+        import fcntl  # noqa: F401 - without locks nothing can be known: nothing is cleaned
+    except ImportError:  # pragma: no cover - not on POSIX
+        return False
     try:
         with open(path) as fh:
             return _flock(fh, blocking=False)

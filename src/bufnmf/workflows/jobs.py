@@ -576,8 +576,8 @@ def _meta_int(meta: Mapping[str, Any], key: str, path: Path, low: int, high: int
     value = meta.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         limits = f">= {low}" if high is None else f"in {low}..{high}"
-        raise BufNMFError(f"{path}: {key} must be a whole number {limits}, got {value!r:.60}: repair the file or "
-                          "write it again")
+        message = f"{path}: {key} must be a whole number {limits}, got {value!r:.60}: repair the file or write it again"
+        raise BufNMFError(message, cli=message)  # the file's field names, on the command line too
     return value
 
 

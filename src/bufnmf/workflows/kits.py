@@ -226,7 +226,8 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
 
 def _kit_from_sidecar(path: str | os.PathLike[str], bases: np.ndarray, meta_path: Path) -> Kit:
     def bad(field: str, why: str) -> BufNMFError:
-        return BufNMFError(f"kit description {meta_path}: {field} {why}: repair it, or learn the kit again")
+        message = f"kit description {meta_path}: {field} {why}: repair it, or learn the kit again"
+        return BufNMFError(message, cli=message)  # the file's field names, on the command line too
 
     try:
         meta = json.loads(meta_path.read_text())

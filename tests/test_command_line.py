@@ -250,8 +250,8 @@ def test_messages_and_warnings_in_command_line_terms_and_once(d, tmp_path, capsy
     code, _, err = run(["decompose", d / "loop.wav", "-o", tmp_path / "b", "--bases", d / "kit.wav", "--bases-mode",
                         "none", "--iterations", "2"], capsys)
     assert code == 0
-    assert err == ("bufnmf: warning: --bases given but --bases-mode is 0 ('none'): ignored; set --bases-mode='seed' "
-                   "or 'fixed' to use it\n"), err
+    assert err == ("bufnmf: warning: --bases given but --bases-mode is 0 ('none'): ignored; set --bases-mode to "
+                   "'seed' or 'fixed' to use it\n"), err
     code, _, err = run(["decompose", d / "quiet.wav", "-o", tmp_path / "c", "--fft-size", "1000", "--hop-size", "1000",
                         "--iterations", "2"], capsys)
     assert code == 0
@@ -474,6 +474,14 @@ def test_names_that_are_not_utf8(d, tmp_path, capsys):
     one_line_error(code, err, "missing\\xfd.wav does not exist")
     code, _, err = run(["decompose", d / "loop.wav", "-o", folder, "-k", "2"], capsys)
     one_line_error(code, err, "out\\xff holds the outputs of an earlier run")
+    # labels from such file names (a kit learnt from them) reach the CSV as the names' bytes
+    kick = os.fsencode(tmp_path) + b"/k\xff.wav"
+    Path(os.fsdecode(kick)).write_bytes((d / "kick.wav").read_bytes())
+    code, _, err = run(["learn", kick, d / "snare.wav", "-o", tmp_path / "kx.wav", "--iterations", "10"], capsys)
+    assert code == 0, err
+    code, _, err = run(["track", d / "loop.wav", "--bases", tmp_path / "kx.wav", "-o", tmp_path / "t.csv"], capsys)
+    assert code == 0, err
+    assert b",k\xff," in (tmp_path / "t.csv").read_bytes()
 
 
 @pytest.mark.parametrize("args", [["decompose", "{loop}", "-o", "/sys"], ["decompose", "{loop}", "-o", "/sys/x"],

@@ -285,6 +285,16 @@ def test_track_writes_events_and_midi_together_or_not_at_all(tmp_path, loop, kit
     assert ev.exists() and mid.read_bytes()[:4] == b"MThd"
 
 
+def test_one_folder_named_two_ways_is_locked_once(tmp_path, loop, kit, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    code, _, err = run(["track", loop, "--bases", kit, "-o", "ev.csv", "--midi", tmp_path / "ev.mid", "--iterations",
+                        "10"], capsys)
+    assert code == 0, err
+    assert time.monotonic() - t0 < o.LOCK_WAIT_SECONDS  # it did not wait for itself
+    assert (tmp_path / "ev.csv").exists() and (tmp_path / "ev.mid").exists()
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. --force replaces the earlier run
 
@@ -599,6 +609,7 @@ def test_a_refused_run_leaves_no_folder(tmp_path, loop, capsys):
 def test_main_in_process_restores_warning_filters_and_signal_handlers(tmp_path, loop, capsys):
     filters = list(__import__("warnings").filters)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
 
     def mine(signum, frame):  # a caller's own handler
         pass
@@ -612,5 +623,6 @@ def test_main_in_process_restores_warning_filters_and_signal_handlers(tmp_path, 
             assert __import__("warnings").filters == filters
             assert signal.getsignal(signal.SIGINT) is handlers[signal.SIGINT]
             assert signal.getsignal(signal.SIGTERM) is mine
+            assert sys.unraisablehook is hook
     finally:
         signal.signal(signal.SIGTERM, handlers[signal.SIGTERM])

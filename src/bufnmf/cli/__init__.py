@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -63,7 +64,8 @@ def in_command_line_terms(message: str, args: Sequence[str]) -> str:
     """Name the running subcommand's options as ``--flags``: ``bases_mode`` -> ``--bases-mode``.
 
     ``snake_case`` names (with an underscore) are changed anywhere; a one-word name only where it
-    starts the message (``smooth must be ...`` -> ``--smooth must be ...``), so plain words stay words.
+    starts the message as the subject (``smooth must be ...`` -> ``--smooth must be ...``), so plain
+    words stay words (``output folder X ...`` stays).
     """
     name = next((a for a in args if a in cli.commands), None)
     if name is None:
@@ -73,7 +75,7 @@ def in_command_line_terms(message: str, args: Sequence[str]) -> str:
             if opt.startswith("--") and "-" in opt[2:]:
                 ident = opt[2:].replace("-", "_")
                 message = re.sub(rf"(?<![\w-]){ident}(?!\w)", opt, message)
-            elif opt.startswith("--") and re.match(rf"{re.escape(opt[2:])}\b(?!-)", message):
+            elif opt.startswith("--") and re.match(rf"{re.escape(opt[2:])} (must|given|is|has|-?\d|')", message):
                 message = opt + message[len(opt) - 2 :]
     return message
 
@@ -102,6 +104,30 @@ class _Warnings:
             click.echo(f"bufnmf: warning: {text}", err=True)
 
 
+class _LostInterrupts:
+    """A Ctrl-C that lands inside a C callback (numba compiling through llvmlite's ctypes
+    callbacks, for one) is swallowed there and printed as "Exception ignored ...". While the
+    command runs, such an interrupt is not printed but sent again a moment later, until it
+    reaches Python code and stops the command as any Ctrl-C does."""
+
+    def __init__(self) -> None:
+        self.previous = sys.unraisablehook
+        self.timers: list[threading.Timer] = []
+
+    def __call__(self, unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            self.timers.append(timer)
+            timer.start()
+            return
+        self.previous(unraisable)
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
 def _error(text: str) -> None:
     click.echo(f"bufnmf: error: {printable(text)}", err=True)
 
@@ -120,14 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             warnings.simplefilter("always", BufNMFWarning)  # each distinct one shown once: see _Warnings
         warnings.showwarning = _Warnings(args)
+        lost = _LostInterrupts()
         try:
             for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _on_sigterm)):
                 try:
                     handlers[sig] = signal.signal(sig, handler)
                 except ValueError:  # not the main thread
                     pass
+            if handlers:
+                sys.unraisablehook = lost
             return _run(args, debug)
         finally:
+            lost.close()
+            if handlers:
+                sys.unraisablehook = lost.previous
             for signum, old in handlers.items():
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
 

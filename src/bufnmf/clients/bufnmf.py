@@ -176,7 +176,7 @@ def _seed_buffer(name: str, mode_name: str, array: object, rows: int, components
         cols = f"{wanted}" if channels == 1 else f"{wanted} (channels * components) or {components}"
         raise BufNMFError(
             f"{name} has shape {raw.shape}, expected ({rows}, {cols}): {rows} rows ({rows_desc}) and "
-            f"one column per component per channel; supply a matching buffer or set {mode_name}=0"
+            f"one column per component per channel; supply a matching buffer or set {mode_name} to 'none'"
         )
     arr = raw.astype(np.float64)
     if not np.isfinite(arr).all():
@@ -196,7 +196,7 @@ def _checked_side(name: str, mode_name: str, array: object, mode: int, rows: int
     if mode == 0:
         if array is not None:
             warnings.warn(f"{name} given but {mode_name} is 0 ('none'): ignored; "
-                          f"set {mode_name}='seed' or 'fixed' to use it", BufNMFWarning, stacklevel=4)
+                          f"set {mode_name} to 'seed' or 'fixed' to use it", BufNMFWarning, stacklevel=4)
         return None
     if array is None:
         label = "seed" if mode == 1 else "fixed"

@@ -138,5 +138,7 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
         return "csv"
     ext = Path(path).suffix.lower()
     if ext not in (".csv", ".json"):
-        raise BufNMFError(f"events output {path} must end in .csv or .json")
+        raise BufNMFError(f"events output {path} must end in .csv or .json (or give the format; - is standard "
+                          "output)", cli=f"-o {path} must end in .csv or .json (or give --format csv|json; -o - is "
+                                         "standard output)")
     return ext[1:]

@@ -164,48 +164,58 @@ def os_error_message(exc: OSError, path: Path | str, folder: Path | str | None =
 
 
 class _ErrnoFile:
-    """A binary file for libsndfile's virtual I/O that keeps the OSError of a failed write, so the
-    reason (a full disk, a size limit) is not lost behind libsndfile's "System error"."""
+    """A binary file for libsndfile's virtual I/O that keeps what stopped a write (the OSError of a
+    full disk or a size limit, or a Ctrl-C), which would otherwise be lost inside the C callback
+    behind libsndfile's "System error"; :meth:`OutputSet.write_audio` raises it again."""
 
     def __init__(self, fh: IO[bytes]) -> None:
         self.fh = fh
-        self.error: OSError | None = None
+        self.error: BaseException | None = None
+
+    def _keep(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
 
     def write(self, data: bytes) -> int:
         if self.error is not None:
             return 0
         try:
             return self.fh.write(data)
-        except OSError as exc:
-            self.error = exc
+        except (OSError, KeyboardInterrupt) as exc:
+            self._keep(exc)
             return 0
 
     def read(self, n: int = -1) -> bytes:
         try:
             return self.fh.read(n)
-        except OSError as exc:
-            self.error = self.error or exc
+        except (OSError, KeyboardInterrupt) as exc:
+            self._keep(exc)
             return b""
 
     def seek(self, offset: int, whence: int = 0) -> int:
         try:
             return self.fh.seek(offset, whence)
-        except OSError as exc:  # a buffered file flushes before it seeks
-            self.error = self.error or exc
+        except (OSError, KeyboardInterrupt) as exc:  # a buffered file flushes before it seeks
+            self._keep(exc)
             return -1
 
     def tell(self) -> int:
         try:
             return self.fh.tell()
-        except OSError as exc:
-            self.error = self.error or exc
+        except (OSError, KeyboardInterrupt) as exc:
+            self._keep(exc)
             return -1
 
     def flush(self) -> None:
         try:
             self.fh.flush()
-        except OSError as exc:
-            self.error = self.error or exc
+        except (OSError, KeyboardInterrupt) as exc:
+            self._keep(exc)
+
+
+def _folder_key(folder: Path) -> Path:
+    """One key per folder, however it is named (relative, absolute, through links)."""
+    return Path(os.path.realpath(folder))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -320,7 +330,7 @@ class OutputSet:
         self._folders: dict[Path, _Folder] = {}
         for p in self._paths.values():
             if p is not None:
-                self._folders.setdefault(p.parent, _Folder(p.parent))
+                self._folders.setdefault(_folder_key(p.parent), _Folder(p.parent))
         self._token = secrets.token_hex(6)
         self._count = 0
         self._entered = False
@@ -385,9 +395,9 @@ class OutputSet:
 
     def _check_folder(self, f: Path) -> None:
         if f.exists() and not f.is_dir():
-            what = "output folder" if self.run_folder else "the folder of"
-            raise BufNMFError(f"{what} {f} is a file: give a folder path" + (" with -o" if self.run_folder else ""),
-                              cli=None)
+            if self.run_folder:
+                raise BufNMFError(f"output folder {f} is a file: give a folder path with -o")
+            raise BufNMFError(f"cannot write into {f}: it is a file, not a folder: choose another output path")
         if self.run_folder and not f.exists() and f.suffix.lower() in FILE_LIKE_SUFFIXES:
             raise BufNMFError(f"output folder {f} is named like a file ({f.suffix}), but this job writes a folder "
                               f"of files: give a folder name (e.g. {f.with_suffix('')})",
@@ -422,6 +432,10 @@ class OutputSet:
                 if _same_file(p, inp):
                     raise BufNMFError(f"{p} is an input of this run and would be overwritten: choose another output "
                                       "name (--force does not change this)")
+        for p in self._paths.values():
+            if p is not None and p.is_dir() and not p.is_symlink():
+                raise BufNMFError(f"{p} is a folder, where this run writes a file: move it, or choose another "
+                                  "output name (--force does not replace folders)")
         existing = [p for p in self._paths.values() if p is not None and (p.exists() or p.is_symlink())]
         earlier = self._earlier_run() if self.run_folder else []
         if (existing or earlier) and not self.force:
@@ -444,7 +458,8 @@ class OutputSet:
     def _earlier_run(self) -> list[Path]:
         """The files of the run recorded in the folder's manifest that are still there."""
         data = _read_json(self.folder / MANIFEST_NAME)
-        return [self.folder / n for n in _listed(data, "files") if n != MANIFEST_NAME and (self.folder / n).exists()]
+        return [self.folder / n for n in _listed(data, "files")
+                if n != MANIFEST_NAME and ((self.folder / n).is_file() or (self.folder / n).is_symlink())]
 
     # ------------------------------------------------------------------------------------------
     # entering: folders, marks, the run folder's lock
@@ -458,7 +473,7 @@ class OutputSet:
                     if self._mark_owner(fs, last=attempt == 2):
                         break
             if self.run_folder:
-                fs = self._folders[self.folder]
+                fs = self._folders[_folder_key(self.folder)]
                 self._lock(fs, wait=0.0)
                 self._recover(fs)
                 self._check_targets(locked=True)  # again, now that no other bufnmf run can write here
@@ -763,7 +778,8 @@ class OutputSet:
         return self.written
 
     def _keys_in(self, fs: _Folder) -> list[str]:
-        return [k for k, p in self._paths.items() if p is not None and p.parent == fs.path]
+        here = _folder_key(fs.path)
+        return [k for k, p in self._paths.items() if p is not None and _folder_key(p.parent) == here]
 
     def _write_manifest(self) -> None:
         key = MANIFEST_NAME
@@ -778,7 +794,7 @@ class OutputSet:
             keys = self._keys_in(fs)
             names = {k: self._paths[k].name for k in keys}  # type: ignore[union-attr]
             old = [n for n in names.values() if (fs.path / n).exists() or (fs.path / n).is_symlink()]
-            if self.run_folder and fs.path == self.folder:
+            if self.run_folder and _folder_key(fs.path) == _folder_key(self.folder):
                 old += [p.name for p in self._earlier_run() if p.name not in old]
             fs.backup = fs.path / f"{PREFIX}{self._token}.old"
             journal = {"backup": fs.backup.name, "old": old,

@@ -526,7 +526,7 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
                    hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components)
     midi_bytes = events_to_midi(events, overrides) if midi is not None else None
     with outputs:
-        outputs.write_bytes(out, events_to_text(events, fmt).encode())
+        outputs.write_bytes(out, events_to_text(events, fmt).encode("utf-8", "surrogateescape"))
         if midi is not None and midi_bytes is not None:
             outputs.write_bytes(_single(midi), midi_bytes)
     written = list(outputs.written)
@@ -668,7 +668,7 @@ def match_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
             writer.writerow([f"{t:.6f}", *(f"{v:.8g}" for v in row)])
         text = buf.getvalue()
     with out:
-        out.write_bytes(out_path, text.encode())
+        out.write_bytes(out_path, text.encode("utf-8", "surrogateescape"))  # labels from file names: their bytes
     info = {"bufnmf_version": __version__, "source": display_name(source), "sample_rate": sr, "seed": acts.seed,
             "frames": int(acts.shape[0]), "labels": kit.labels}
     return JobResult(list(out.written), info, acts)

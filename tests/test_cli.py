@@ -61,7 +61,7 @@ def test_decompose_real_recording(tmp_path, capsys, data_dir):
     div = summary["divergence"][0]
     assert len(div) == 20 and div[-1] < div[0]
     assert summary["bufnmf_version"] and summary["timings"]["decompose_seconds"] > 0
-    assert not list(tmp_path.glob(".*"))  # no temporaries left
+    assert [p.name for p in tmp_path.glob(".*")] == [".bufnmf-run.json"]  # the manifest, no temporaries
 
 
 def test_stereo_components_keep_channels_and_rate(tmp_path, capsys, stereo_wav):
@@ -137,15 +137,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, stereo_wav, args, messag
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path, capsys, stereo_wav, monkeypatch):
-    def broken(self, name, obj):
+    def broken(path, data):  # the last file's write fails as on a full disk (a real one: test_faults.py)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(OutputSet, "write_json", broken)
+    monkeypatch.setattr(OutputSet, "_write_file", staticmethod(broken))
     out = tmp_path / "out"
     code, _, err = run(["decompose", stereo_wav, "-o", out, "--iterations", "2", "--plot"], capsys)
-    assert code == 1 or code == 2
-    assert err.startswith("bufnmf: error: ")
-    assert list(out.iterdir()) == []  # neither outputs nor temporaries
+    assert code == 2
+    assert err.startswith("bufnmf: error: no space left on device")
+    assert not out.exists()  # neither outputs nor temporaries, nor the folder the run made
 
 
 def test_failure_with_force_keeps_old_outputs(tmp_path, capsys, stereo_wav, monkeypatch):
@@ -228,9 +228,9 @@ def test_demo_runs_as_module(tmp_path):
     assert code == 0, printed
     assert "kick" in printed and "snare" in printed and "hihat" in printed
     names = sorted(p.name for p in (tmp_path / "d").iterdir())
-    assert names == sorted(["demo_loop.wav", "component_1.wav", "component_2.wav", "component_3.wav", "bases.wav",
-                            "activations.wav", "bases.npy", "activations.npy", "summary.json", "bases.png",
-                            "activations.png"])
+    assert names == sorted([".bufnmf-run.json", "demo_loop.wav", "component_1.wav", "component_2.wav",
+                            "component_3.wav", "bases.wav", "activations.wav", "bases.npy", "activations.npy",
+                            "summary.json", "bases.png", "activations.png"])
     matched = {line.split("~")[1].split()[0] for line in printed.splitlines() if "~" in line}
     assert matched == {"kick", "snare", "hihat"}
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
@@ -257,7 +257,7 @@ def test_interrupt_mid_run_leaves_no_outputs(tmp_path, sig):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # no outputs, no temporaries, and not the folder the run made
 
 
 def test_long_files_resynthesise_through_a_scratch_map(tmp_path, capsys, stereo_wav, monkeypatch):
@@ -279,7 +279,8 @@ def test_buffers_wider_than_wav_allows_are_written_as_npy_only(tmp_path, capsys,
     code, _, err = run(["decompose", stereo_wav, "-o", tmp_path, "-k", "600", "--iterations", "2", "--no-resynth"],
                        capsys)
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["activations.npy", "bases.npy", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bufnmf-run.json", "activations.npy", "bases.npy",
+                                                           "summary.json"]
     assert np.load(tmp_path / "bases.npy").shape == (513, 1200)
     assert json.loads((tmp_path / "summary.json").read_text())["outputs"] == ["bases.npy", "activations.npy",
                                                                                 "summary.json"]

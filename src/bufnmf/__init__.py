@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
+from . import _startup  # noqa: F401, I001 - first: in the command, Ctrl-C while NumPy & co. load ends it quietly
+
 from .clients.bufnmf import DecomposeResult, decompose
 from .clients.bufstft import STFTResult, istft, stft
 from .clients.common import SeededArray, mixdown

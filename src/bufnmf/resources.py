@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class MemoryEstimate:
     factors: int  # W, H and the kernel's partial sums, for one channel
     work: int  # chunked STFT / resynthesis temporaries, whole-matrix temporaries of the NumPy kernel
     outputs: int  # bases, activations and (unless streamed to resynth_out) the resynthesis
-    source: int  # a float copy of the source, when its dtype needs converting
+    source: int  # a float copy of the source when its dtype needs converting, and a source read from a file
 
     @property
     def total(self) -> int:
@@ -31,7 +32,7 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         parts = [("STFT", self.spectrum), ("factors", self.factors), ("work", self.work),
-                 ("outputs", self.outputs), ("source copy", self.source)]
+                 ("outputs", self.outputs), ("source", self.source)]
         return ", ".join(f"{name} {fmt_bytes(b)}" for name, b in parts if b)
 
 
@@ -43,17 +44,36 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def parse_bytes(text: str) -> int:
-    """'8G', '500M', '2GiB', '1000000' -> bytes."""
+def parse_bytes(text: str, name: str = "memory size") -> int:
+    """'8G', '500M', '2GiB', '1.5g', '1000000' -> bytes (a whole, positive number)."""
     t = text.strip().upper().replace("IB", "").replace("B", "")
     mult = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    scale = 1
+    if t and t[-1] in mult:
+        t, scale = t[:-1], mult[t[-1]]
     try:
-        if t and t[-1] in mult:
-            return int(float(t[:-1]) * mult[t[-1]])
-        return int(float(t))
+        value = float(t) * scale
     except ValueError:
-        raise BufNMFError(f"memory size {text!r} is not understood: use e.g. 500M, 8G or a number of bytes") \
-            from None
+        raise BufNMFError(f"{name} {text!r} is not understood: use e.g. 500M, 8G or a number of bytes") from None
+    if not math.isfinite(value) or value < 1 or value > 2**62:
+        raise BufNMFError(f"{name} {text!r} must be a size between 1 byte and 4 EiB: use e.g. 500M or 8G")
+    return int(value)
+
+
+def memory_limit(value: object, name: str = "max_memory") -> int | None:
+    """A memory limit as given to ``max_memory``: None (the memory available now), a number of bytes
+    (an int, or a whole float) or a size such as "4G"; anything else raises :class:`BufNMFError`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_bytes(value, name)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise BufNMFError(f"{name} must be a number of bytes or a size such as '4G', got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 1 or v > 2**62 or not v.is_integer():
+        raise BufNMFError(f"{name} must be a whole number of bytes between 1 and 2**62 (or a size such as '4G'), "
+                          f"got {value!r}")
+    return int(value)
 
 
 def _proc_kib(path: str, key: str) -> int | None:
@@ -100,11 +120,12 @@ def estimate(num_samples: int, channels: int, components: int, settings: FFTSett
     return MemoryEstimate(spectrum, factors, work, outputs, source)
 
 
-def check_fits(est: MemoryEstimate, max_memory: int | None) -> None:
+def check_fits(est: MemoryEstimate, max_memory: int | str | None) -> None:
     """Raise :class:`BufNMFError` when ``est`` exceeds ``max_memory`` (default: the memory available now)."""
-    limit = available_memory() if max_memory is None else int(max_memory)
+    given = memory_limit(max_memory)
+    limit = available_memory() if given is None else given
     if est.total > limit:
-        source = "the memory available now" if max_memory is None else "the max_memory limit"
+        source = "the memory available now" if given is None else "the max_memory limit"
         raise BufNMFError(
             f"this run needs about {fmt_bytes(est.total)} ({est.describe()}) but {source} is {fmt_bytes(limit)}: "
             "use fewer components, a shorter selection (num_frames), a larger hop, no resynthesis, "

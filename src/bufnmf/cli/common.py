@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..clients.common import MODES
+from ..io.outputs import AUDIO_FORMATS
 
 F = Callable[..., Any]
 
@@ -66,7 +67,8 @@ def debug_option(f: F) -> F:
 def output_options(f: F) -> F:
     """--quiet, --force and the hidden --debug, which every subcommand takes."""
     f = debug_option(f)
-    f = click.option("--force", is_flag=True, help="Replace existing outputs.")(f)
+    f = click.option("--force", is_flag=True,
+                     help="Replace existing outputs (in an output folder, the earlier run's files); never an input.")(f)
     return click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
 
 
@@ -85,9 +87,59 @@ def fft_options(kit: bool = False) -> Callable[[F], F]:
     return deco
 
 
+def seed_option_for(where: str) -> Callable[[F], F]:
+    """--seed, the same in every subcommand: -1 draws one (reported ``where``), >= 0 reproduces."""
+
+    def deco(f: F) -> F:
+        return click.option("--seed", type=int, default=-1, show_default=True,
+                            help=f"-1 draws a seed ({where}); >= 0 reproduces a run.")(f)
+
+    return deco
+
+
 def seed_option(f: F) -> F:
-    return click.option("--seed", type=int, default=-1, show_default=True,
-                        help="-1 draws a seed (written to the summary); >= 0 reproduces a run.")(f)
+    """--seed with a generic note on where the seed used is reported."""
+    return seed_option_for("reported with the outputs, or printed on a terminal")(f)
+
+
+def max_memory_option(f: F) -> F:
+    return click.option("--max-memory", type=str, default=None,
+                        help="Refuse runs estimated to need more memory than this (e.g. 4G, 500M) [default: the "
+                             "memory available now].")(f)
+
+
+AUDIO_FORMAT_CHOICE = click.Choice(list(AUDIO_FORMATS), case_sensitive=False)
+
+
+def audio_format_options(what: str, from_extension: bool) -> Callable[[F], F]:
+    """--format and --subtype for audio outputs (``what``: which files); the same in every subcommand."""
+    default = "from the -o name's extension, else wav" if from_extension else "wav"
+
+    def deco(f: F) -> F:
+        f = click.option("--subtype", type=str, default=None,
+                         help="libsndfile subtype of the audio, e.g. PCM_16, PCM_24, FLOAT [default: the "
+                              "format's: FLOAT for wav/aiff/caf, PCM_24 for flac].")(f)
+        return click.option("--format", "audio_format", type=AUDIO_FORMAT_CHOICE, default=None,
+                            help=f"Audio format of {what} [default: {default} (float32)].")(f)
+
+    return deco
+
+
+def events_format_option(f: F) -> F:
+    return click.option("--format", "events_format", type=click.Choice(["csv", "json"], case_sensitive=False),
+                        default=None, help="csv or json [default: from the -o name's extension; csv for -o -].")(f)
+
+
+def to_stdout(output: object) -> bool:
+    """Whether an output option is ``-`` (standard output)."""
+    return str(output) == "-"
+
+
+def check_stdout(output: object, binary: bool) -> None:
+    """Refuse binary output (audio) to a terminal: it would only print garbage."""
+    if to_stdout(output) and binary and sys.stdout.isatty():
+        raise click.UsageError("-o - writes audio to standard output, which is a terminal here: redirect it "
+                               "(-o - > out.wav) or pipe it, or give a file name")
 
 
 def channel_options(f: F) -> F:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,24 +12,29 @@ from ..workflows.jobs import cross_job, filter_job, istft_job, match_job, morph_
 from .common import (
     F,
     Progress,
+    audio_format_options,
     channel_choice,
     channel_options,
+    check_stdout,
+    events_format_option,
     fft_options,
+    max_memory_option,
     output_options,
     report_written,
     say,
-    seed_option,
+    seed_option_for,
+    to_stdout,
 )
 
 
 @click.command("stft", epilog="""\b
 Examples:
   bufnmf stft voice.wav -o voice-stft                 # magnitude.wav, phase.wav (+ .npy), stft.json
-  bufnmf stft --inverse voice-stft -o voice-again.wav
+  bufnmf stft --inverse voice-stft -o voice-again.flac
 """)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder (forward) or audio file (--inverse).")
+              help="Folder (forward; it holds this run only), or audio file (--inverse; - for standard output).")
 @click.option("--inverse", is_flag=True, help="SOURCE is a folder written by 'bufnmf stft': resynthesise it.")
 @click.option("--padding", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 none, 1 window/2 each side, 2 window-hop each side.")
@@ -36,16 +42,23 @@ Examples:
 @click.option("--start-frame", type=int, default=0, show_default=True, help="First sample to analyse.")
 @click.option("--num-frames", type=int, default=-1, show_default=True, help="Samples to analyse; -1: to the end.")
 @channel_options
+@audio_format_options("the --inverse output", from_extension=True)
 @output_options
 def stft(source: Path, output: Path, inverse: bool, padding: int, window_size: int | None, hop_size: int | None,
-         fft_size: int | None, start_frame: int, num_frames: int, start_chan: int | None, mixdown: bool, quiet: bool,
-         force: bool, debug: bool) -> None:
+         fft_size: int | None, start_frame: int, num_frames: int, start_chan: int | None, mixdown: bool,
+         audio_format: str | None, subtype: str | None, quiet: bool, force: bool, debug: bool) -> None:
     """BufSTFT: magnitude and phase buffers (rows = hops, columns = bins), or back to audio.
 
     The inverse gives back as many samples as were analysed (stft.json records it).
     """
+    if not inverse and (audio_format is not None or subtype is not None):
+        raise click.UsageError("--format and --subtype are for --inverse (the buffers are float32 WAV and .npy)")
+    if not inverse and to_stdout(output):
+        raise click.UsageError("-o - is for --inverse: the forward transform writes a folder")
     if inverse:
-        job = istft_job(source, output, force=force)
+        check_stdout(output, binary=True)
+        quiet = quiet or to_stdout(output)
+        job = istft_job(source, output, force=force, format=audio_format, subtype=subtype)
     else:
         job = stft_job(source, output, padding=padding, window_size=window_size, hop_size=hop_size,
                        fft_size=fft_size, start_frame=start_frame, num_frames=num_frames,
@@ -63,7 +76,7 @@ Examples:
 """)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
-              help="Folder for the seed buffers.")
+              help="Folder for the seed buffers (it holds this run only).")
 @click.option("--coverage", type=float, default=0.5, show_default=True,
               help="Fraction (0..1) of the sum of the singular values to cover; 0: --min-components.")
 @click.option("--min-components", type=int, default=1, show_default=True, help="Smallest rank.")
@@ -71,7 +84,7 @@ Examples:
 @click.option("-k", "--components", type=int, default=None, help="A fixed rank instead of --coverage.")
 @click.option("--method", type=str, default="0", show_default=True,
               help="0 NMF-SVD, 1 NNDSVDar, 2 NNDSVDa, 3 NNDSVD (the number or the name).")
-@seed_option
+@seed_option_for("written to seed.json")
 @fft_options()
 @channel_options
 @output_options
@@ -87,9 +100,12 @@ def seed(source: Path, outdir: Path, coverage: float, min_components: int, max_c
     report_written(quiet, job.outputs)
 
 
-def _realtime_options(f: F) -> F:
-    f = click.option("--iterations", type=int, default=10, show_default=True, help="KL updates per frame.")(f)
-    return seed_option(f)
+def _realtime_options(where: str) -> Callable[[F], F]:
+    def deco(f: F) -> F:
+        f = click.option("--iterations", type=int, default=10, show_default=True, help="KL updates per frame.")(f)
+        return seed_option_for(where)(f)
+
+    return deco
 
 
 @click.command("match", epilog="""\b
@@ -99,18 +115,21 @@ Example:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
-              help="Activations file: .csv or .json.")
-@_realtime_options
+              help="Activations file: .csv or .json, or - for standard output.")
+@_realtime_options("in the JSON output, or printed on a terminal")
 @fft_options(kit=True)
 @channel_options
+@events_format_option
 @output_options
 def match(source: Path, bases_path: str, output: Path, iterations: int, seed: int, window_size: int | None,
-          hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool,
-          debug: bool) -> None:
+          hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool, events_format: str | None,
+          quiet: bool, force: bool, debug: bool) -> None:
     """NMFMatch over a file: each frame's activation of each basis (streamed as in real time)."""
+    quiet = quiet or to_stdout(output)
     job = match_job(source, bases_path, output, iterations=iterations, seed=seed, window_size=window_size,
-                    hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
-    say(quiet, f"{job.summary['frames']} frames x {len(job.summary['labels'])} bases")
+                    hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force,
+                    format=events_format)
+    say(quiet, f"{job.summary['frames']} frames x {len(job.summary['labels'])} bases (seed {job.summary['seed']})")
     report_written(quiet, job.outputs)
 
 
@@ -121,17 +140,20 @@ Example:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--bases", "bases_path", required=True, type=str, help="Bases buffer or kit.")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path),
-              help="Folder for the components.")
-@_realtime_options
+              help="Folder for the components (it holds this run only).")
+@_realtime_options("printed on a terminal")
 @fft_options(kit=True)
 @channel_options
+@audio_format_options("the component files", from_extension=False)
 @output_options
 def filter_(source: Path, bases_path: str, outdir: Path, iterations: int, seed: int, window_size: int | None,
-            hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool, quiet: bool,
-            force: bool, debug: bool) -> None:
+            hop_size: int | None, fft_size: int | None, start_chan: int | None, mixdown: bool,
+            audio_format: str | None, subtype: str | None, quiet: bool, force: bool, debug: bool) -> None:
     """NMFFilter over a file: one mono file per basis, summing to the source."""
     job = filter_job(source, bases_path, outdir, iterations=iterations, seed=seed, window_size=window_size,
-                     hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force)
+                     hop_size=hop_size, fft_size=fft_size, channel=channel_choice(start_chan, mixdown), force=force,
+                     format=audio_format, subtype=subtype)
+    say(quiet, f"{len(job.outputs)} components (seed {job.summary['seed']})")
     report_written(quiet, job.outputs)
 
 
@@ -142,24 +164,29 @@ Examples:
 """)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Audio file to write (.wav, .flac, .ogg, .aiff, ...), or - for standard output.")
 @click.option("--time-sparsity", type=int, default=7, show_default=True, help="Odd: repetition window in frames.")
 @click.option("--polyphony", type=int, default=10, show_default=True, help="Source frames sounding at once.")
 @click.option("--continuity", type=int, default=7, show_default=True, help="Odd: diagonal smoothing length.")
 @click.option("--iterations", type=int, default=50, show_default=True)
-@seed_option
+@seed_option_for("printed on a terminal")
 @fft_options()
-@click.option("--max-memory", type=str, default=None, help="Refuse runs estimated above this (e.g. 4G).")
+@max_memory_option
 @channel_options
+@audio_format_options("the output", from_extension=True)
 @output_options
 def cross(source: Path, target: Path, output: Path, time_sparsity: int, polyphony: int, continuity: int,
           iterations: int, seed: int, window_size: int | None, hop_size: int | None, fft_size: int | None,
-          max_memory: str | None, start_chan: int | None, mixdown: bool, quiet: bool, force: bool,
-          debug: bool) -> None:
+          max_memory: str | None, start_chan: int | None, mixdown: bool, audio_format: str | None,
+          subtype: str | None, quiet: bool, force: bool, debug: bool) -> None:
     """BufNMFCross: rebuild TARGET from the sound of SOURCE (audio mosaicing)."""
+    check_stdout(output, binary=True)
+    quiet = quiet or to_stdout(output)
     job = cross_job(source, target, output, time_sparsity=time_sparsity, polyphony=polyphony, continuity=continuity,
                     iterations=iterations, seed=seed, window_size=window_size, hop_size=hop_size, fft_size=fft_size,
-                    max_memory=max_memory, channel=channel_choice(start_chan, mixdown), force=force)
+                    max_memory=max_memory, channel=channel_choice(start_chan, mixdown), force=force,
+                    format=audio_format, subtype=subtype)
     say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
                f"seed {job.summary['seed']})")
 
@@ -174,7 +201,8 @@ Examples:
 @click.option("--source-bases", "source_path", required=True, type=str, help="Bases buffer to morph from.")
 @click.option("--target-bases", "target_path", required=True, type=str, help="Bases buffer to morph to.")
 @click.option("--activations", "acts_path", required=True, type=str, help="Activations buffer to play.")
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Audio file to write.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Audio file to write (.wav, .flac, .ogg, .aiff, ...), or - for standard output.")
 @click.option("--interpolation", type=str, default="0", show_default=True,
               help="0 (source) .. 1 (target), or comma-separated values for a curve over the output.")
 @click.option("--no-autoassign", is_flag=True, help="Pair basis k with basis k instead of by transport cost.")
@@ -184,14 +212,17 @@ Examples:
 @click.option("--griffin-lim-iterations", type=int, default=0, show_default=True,
               help="Refine RTPGHI's phase with this many fast Griffin-Lim iterations (0: FluCoMa's sound).")
 @click.option("--sample-rate", type=int, default=None, help="Output rate [default: from a summary.json, else 44100].")
-@seed_option
+@seed_option_for("printed on a terminal")
 @fft_options()
+@audio_format_options("the output", from_extension=True)
 @output_options
 def morph(source_path: str, target_path: str, acts_path: str, output: Path, interpolation: str, no_autoassign: bool,
           activation_scale: float | None, griffin_lim_iterations: int, sample_rate: int | None, seed: int,
-          window_size: int | None, hop_size: int | None, fft_size: int | None, quiet: bool, force: bool,
-          debug: bool) -> None:
+          window_size: int | None, hop_size: int | None, fft_size: int | None, audio_format: str | None,
+          subtype: str | None, quiet: bool, force: bool, debug: bool) -> None:
     """NMFMorph offline: morph source bases into target bases under the given activations."""
+    check_stdout(output, binary=True)
+    quiet = quiet or to_stdout(output)
     try:
         curve = [float(v) for v in interpolation.split(",")]
     except ValueError:
@@ -201,6 +232,7 @@ def morph(source_path: str, target_path: str, acts_path: str, output: Path, inte
                         interpolation=curve[0] if len(curve) == 1 else curve, autoassign=not no_autoassign,
                         sample_rate=sample_rate, seed=seed, window_size=window_size, hop_size=hop_size,
                         fft_size=fft_size, activation_scale=activation_scale,
-                        griffin_lim_iterations=griffin_lim_iterations, force=force, progress=bar)
+                        griffin_lim_iterations=griffin_lim_iterations, force=force, progress=bar,
+                        format=audio_format, subtype=subtype)
     say(quiet, f"  wrote {output} ({job.summary['seconds']:.2f} s at {job.summary['sample_rate']} Hz, "
                f"seed {job.summary['seed']}, activation scale from {job.summary['activation_scale_from']})")

@@ -8,7 +8,7 @@ import click
 
 from ..clients.sines import kernels_ready
 from ..workflows.jobs import sines_job
-from .common import Progress, fft_options, output_options, report_written, say
+from .common import Progress, audio_format_options, fft_options, output_options, report_written, say
 
 
 @click.command("sines", epilog="""\b
@@ -49,12 +49,14 @@ Examples:
               help="Reproduce FluCoMa's defects (each frame masked with the next frame's peaks; stale level for "
                    "Hungarian births) to get FluCoMa's own output.")
 @click.option("--plot", is_flag=True, help="Also write tracks.png: the tracks over the spectrogram.")
+@audio_format_options("sines and residual", from_extension=False)
 @output_options
 def command(source: Path, outdir: Path, bandwidth: int, detection_threshold: float, birth_low_threshold: float,
             birth_high_threshold: float, min_track_len: int, track_method: str, track_mag_range: float,
             track_freq_range: float, track_prob: float, window_size: int | None, hop_size: int | None,
             fft_size: int | None, start_frame: int, num_frames: int, start_chan: int, num_chans: int,
-            max_fft_size: int, flucoma_quirks: bool, plot: bool, quiet: bool, force: bool, debug: bool) -> None:
+            max_fft_size: int, flucoma_quirks: bool, plot: bool, audio_format: str | None, subtype: str | None,
+            quiet: bool, force: bool, debug: bool) -> None:
     """Split SOURCE into sinusoids and residual (every channel), as FluCoMa's BufSines.
 
     Writes sines.wav and residual.wav (lined up with SOURCE; they sum to it), tracks.csv (one row
@@ -70,7 +72,7 @@ def command(source: Path, outdir: Path, bandwidth: int, detection_threshold: flo
             track_freq_range=track_freq_range, track_prob=track_prob, window_size=window_size, hop_size=hop_size,
             fft_size=fft_size, start_frame=start_frame, num_frames=num_frames, start_chan=start_chan,
             num_chans=num_chans, max_fft_size=max_fft_size, flucoma_quirks=flucoma_quirks, plot=plot, force=force,
-            progress=bar)
+            progress=bar, format=audio_format, subtype=subtype)
     info = job.summary
     tracks = sum(ch["tracks"] for ch in info["channels"])
     shares = [ch["sines_energy_share"] for ch in info["channels"] if ch["sines_energy_share"] is not None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from ..dsp.random import flucoma_init
 from ..dsp.stft import stft_complex
 from ..errors import BufNMFError, BufNMFWarning, Cancelled
 from ..models.mu import kl_divergence, multiplicative_update, prepare_start, resolve_kernel
-from ..resources import MAX_ITERATIONS, MemoryEstimate, check_fits, estimate, page_releaser
+from ..resources import MAX_ITERATIONS, MemoryEstimate, check_fits, estimate, memory_limit, page_releaser
 from .common import load_source, parse_mode, select
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -182,7 +182,7 @@ def _seed_buffer(name: str, mode_name: str, array: object, rows: int, components
         cols = f"{wanted}" if channels == 1 else f"{wanted} (channels * components) or {components}"
         raise BufNMFError(
             f"{name} has shape {raw.shape}, expected ({rows}, {cols}): {rows} rows ({rows_desc}) and "
-            f"one column per component per channel; supply a matching buffer or set {mode_name}=0"
+            f"one column per component per channel; supply a matching buffer or set {mode_name} to 'none'"
         )
     arr = raw.astype(np.float64)
     if not np.isfinite(arr).all():
@@ -202,7 +202,7 @@ def _checked_side(name: str, mode_name: str, array: object, mode: int, rows: int
     if mode == 0:
         if array is not None:
             warnings.warn(f"{name} given but {mode_name} is 0 ('none'): ignored; "
-                          f"set {mode_name}='seed' or 'fixed' to use it", BufNMFWarning, stacklevel=4)
+                          f"set {mode_name} to 'seed' or 'fixed' to use it", BufNMFWarning, stacklevel=4)
         return None
     if array is None:
         label = "seed" if mode == 1 else "fixed"
@@ -235,18 +235,21 @@ def prepare(
     extra_components: int = 0,
     smooth_frames: int = 0,
     smooth_method: str = "median",
-    max_memory: int | None = None,
+    max_memory: int | str | None = None,
+    held_source: int = 0,
 ) -> Prepared:
     """Check everything :func:`decompose` takes and plan the run; allocate nothing in proportion to it.
 
     Takes :func:`decompose`'s parameters (``resynth_streamed``: the resynthesis goes to a caller's
-    buffer, e.g. a memory map, and is not counted as memory).
+    buffer, e.g. a memory map, and is not counted as memory; ``held_source``: bytes the caller
+    will hold for the source, e.g. a file it is about to read, counted in the estimate).
 
     Raises:
         BufNMFError: any bad parameter or array, or a plan whose memory estimate exceeds
             ``max_memory`` (default: the memory available now), with the estimate.
     """
     data, sample_rate = load_source(source)
+    memory_limit(max_memory)  # a bad limit is refused before anything else
     components = as_int("components", components)
     iterations = as_int("iterations", iterations)
     if components < 1:
@@ -302,6 +305,8 @@ def prepare(
     chosen = resolve_kernel(kernel, (bins, hops, total_k, learn_iters))
     source_copy = sel.dtype not in (np.float32, np.float64)
     memory = estimate(n, channels, total_k, settings, precision, resynth, resynth_streamed, chosen, source_copy)
+    if held_source:
+        memory = replace(memory, source=memory.source + as_int("held_source", held_source))
     check_fits(memory, max_memory)
     plan = DecomposePlan(
         settings=settings, num_samples=n, num_channels=channels, components=total_k, extra_components=extra,
@@ -381,7 +386,9 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         if out_R is not None:
             block = resynthesise(X, W, H, p.settings, n, out=out_R[:, cols], release=release)
             if gain != 1.0:
-                block /= gain
+                with np.errstate(over="ignore"):
+                    block /= gain
+                _check_scaled_back(block, c, loudest)
             del X
     return DecomposeResult(
         bases=out_W, activations=out_H, resynth=out_R, components=K, iterations=p.iterations,
@@ -390,6 +397,17 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         bases_mode=p.bases_mode, act_mode=p.act_mode, precision=p.precision, divergences=divergences,
         extra_components=p.extra_components, kernel=p.kernel, sample_rate=prep.sample_rate, activation_scale=scales,
     )
+
+
+def _check_scaled_back(block: np.ndarray, chan: int, loudest: float) -> None:
+    """A very loud channel's components, scaled back, must fit float32 (a component can be louder
+    than the sum of them all, so a source near float32's limit can overflow)."""
+    for r in range(0, block.shape[0], 1 << 16):
+        if not np.isfinite(block[r : r + (1 << 16)]).all():
+            raise BufNMFError(
+                f"the components of channel {chan} (which peaks at {loudest:.3g}) are louder than float32 can hold "
+                f"({float(np.finfo(np.float32).max):.3g}) once scaled back: scale the source down (e.g. by 1/16) "
+                "and the components up by the same factor afterwards")
 
 
 def _offset_progress(progress: ProgressCallback, offset: int, total: int) -> Callable[[int], bool | None]:
@@ -425,7 +443,7 @@ def decompose(
     extra_components: int = 0,
     smooth_frames: int = 0,
     smooth_method: str = "median",
-    max_memory: int | None = None,
+    max_memory: int | str | None = None,
 ) -> DecomposeResult:
     """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
 
@@ -467,7 +485,8 @@ def decompose(
             moving-average filter, ``smooth_method`` "median" or "mean") before resynthesis;
             the returned activations are the smoothed ones. 0 or 1: no smoothing.
         max_memory: refuse (before allocating) a run whose estimated peak memory exceeds this
-            many bytes; default the memory available now (see :mod:`bufnmf.resources`).
+            many bytes, or a size such as "4G"; default the memory available now (see
+            :mod:`bufnmf.resources`).
 
     Returns:
         :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import as_int
+from ..checks import as_int, real_array
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..dsp.stft import istft as spectral_istft
 from ..dsp.stft import stft_complex
@@ -175,8 +175,8 @@ def istft(
         >>> len(y) >= len(x), bool(np.allclose(y[: len(x)], x))
         (True, True)
     """
-    mag = np.asarray(magnitude, dtype=np.float64)
-    ph = np.asarray(phase, dtype=np.float64)
+    mag = real_array("magnitude", magnitude)
+    ph = real_array("phase", phase)
     if mag.ndim != 2 or ph.ndim != 2:
         raise BufNMFError(f"magnitude and phase must be 2-D (frames, bins), got shapes {mag.shape} and {ph.shape}")
     if mag.shape != ph.shape:
@@ -194,6 +194,9 @@ def istft(
         n = inverse_length(mag.shape[0], s, padding)
     else:
         n = as_int("num_samples", num_samples)
-        if n < 0:
-            raise BufNMFError(f"num_samples must be >= 0, got {n}")
+        # the longest source that gives this many frames (the tail past the last window is zeros)
+        longest = mag.shape[0] * s.hop_size + s.window_size
+        if not 0 <= n <= longest:
+            raise BufNMFError(f"num_samples must be 0..{longest} (no longer source gives {mag.shape[0]} frames of hop "
+                              f"{s.hop_size} and window {s.window_size}), got {n}")
     return spectral_istft((mag * np.exp(1j * ph)).T, s, n, front=front)

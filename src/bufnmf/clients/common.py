@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..checks import as_int
+from ..checks import span
 from ..errors import BufNMFError
 
 #: FluCoMa's modes for supplied bases/activations: the one table (the CLI's choices come from it).
@@ -126,20 +126,6 @@ def require_mono(data: np.ndarray, who: str, what: str = "source") -> np.ndarray
             "bufnmf.mixdown(x) for the mean of the channels"
         )
     return data[:, 0]
-
-
-def span(start_name: str, num_name: str, start: object, num: object, size: int, unit: str) -> tuple[int, int]:
-    """Check a FluCoMa-style range (start, count or -1 for the rest) inside ``size`` items."""
-    s = as_int(start_name, start)
-    n = as_int(num_name, num)
-    if not 0 <= s < size:
-        raise BufNMFError(f"{start_name} {s} is outside the source: it has {size} {unit} (0..{size - 1})")
-    if n == -1:
-        n = size - s
-    if n < 1 or s + n > size:
-        raise BufNMFError(f"{num_name} {n} from {start_name} {s} is not in the source's {size} {unit}: "
-                          f"use 1..{size - s}, or -1 for the rest")
-    return s, n
 
 
 def select(data: np.ndarray, start_frame: object, num_frames: object, start_chan: object,

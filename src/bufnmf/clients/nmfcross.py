@@ -21,7 +21,7 @@ from ..dsp.phase import griffin_lim
 from ..dsp.stft import stft_complex
 from ..errors import BufNMFError, BufNMFWarning
 from ..models.cross import cross_activations
-from ..resources import available_memory, fmt_bytes
+from ..resources import available_memory, fmt_bytes, memory_limit
 from .common import SeededArray, load_source, require_mono
 
 
@@ -52,7 +52,7 @@ def cross(
     hop_size: int = -1,
     fft_size: int = -1,
     griffin_lim_iterations: int = 50,
-    max_memory: int | None = None,
+    max_memory: int | str | None = None,
     *,
     griffin_lim_momentum: float = 0.9,
 ) -> SeededArray:
@@ -70,7 +70,8 @@ def cross(
             reported as ``result.seed``.
         window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
         griffin_lim_iterations: phase refinement iterations (0: the source frames' phases only).
-        max_memory: refuse when the estimate exceeds this many bytes (default: available memory).
+        max_memory: refuse when the estimate exceeds this many bytes, or a size such as "4G"
+            (default: available memory).
         griffin_lim_momentum: fast Griffin-Lim's momentum, 0 (plain Griffin-Lim) .. < 1; 0.9 is FluCoMa's
             (bufnmf 0.2 used 0.99).
 
@@ -98,7 +99,8 @@ def cross(
             raise BufNMFError(f"{name} {value} is larger than the target's {Nt} frames: use at most {Nt} "
                               "(or a longer target / smaller hop)")
     need = cross_memory(Ns, Nt, settings.bins)
-    limit = available_memory() if max_memory is None else int(max_memory)
+    given = memory_limit(max_memory)
+    limit = available_memory() if given is None else given
     if need > limit:
         raise BufNMFError(
             f"cross needs about {fmt_bytes(need)}: its activations are source frames x target frames = {Ns} x {Nt}, "

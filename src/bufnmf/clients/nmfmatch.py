@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import as_int, resolve_seed
+from ..checks import as_int, real_array, resolve_seed
 from ..dsp.fft import EPS, FFTSettings, resolve_fft_settings
 from ..dsp.random import uniform01
 from ..dsp.stream import Framer, StreamEngine
@@ -76,10 +76,7 @@ class _FixedBases:
 
         With ``max_components=None`` the number of bases cannot change (it is the output width).
         """
-        try:
-            W = np.array(bases, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BufNMFError("bases must be a numeric array (bins, components)") from None
+        W = np.array(real_array("bases", bases))  # a copy: clamped and normalised below
         if W.ndim == 1:
             W = W.reshape(-1, 1)
         if W.ndim != 2 or W.shape[1] < 1:

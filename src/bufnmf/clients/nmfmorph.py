@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..checks import as_int, resolve_seed
+from ..checks import as_int, real_array, resolve_seed
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..dsp.phase import griffin_lim
 from ..dsp.random import uniform_range
@@ -57,10 +57,7 @@ def _check(source_bases: object, target_bases: object, activations: object, sett
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arrays = []
     for name, arr in (("source_bases", source_bases), ("target_bases", target_bases), ("activations", activations)):
-        try:
-            a = np.asarray(arr, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BufNMFError(f"{name} must be a numeric array") from None
+        a = real_array(name, arr)
         if a.ndim == 1:
             a = a.reshape(-1, 1)
         if a.ndim != 2 or a.size == 0:

@@ -126,9 +126,19 @@ def events_to_midi(events: Sequence[Event], overrides: Mapping[str, int] | None 
     return buf.getvalue()
 
 
-def output_format(path: str | os.PathLike[str]) -> str:
-    """"csv" or "json" from the file extension, else an error."""
+def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """"csv" or "json": ``format`` if given, else from the file extension ("csv" for ``-``,
+    standard output); anything else is an error."""
+    if format is not None:
+        key = str(format).lower().lstrip(".")
+        if key not in ("csv", "json"):
+            raise BufNMFError(f"events format {format!r} must be csv or json")
+        return key
+    if os.fspath(path) == "-":
+        return "csv"
     ext = Path(path).suffix.lower()
     if ext not in (".csv", ".json"):
-        raise BufNMFError(f"events output {path} must end in .csv or .json")
+        raise BufNMFError(f"events output {path} must end in .csv or .json (or give the format; - is standard "
+                          "output)", cli=f"-o {path} must end in .csv or .json (or give --format csv|json; -o - is "
+                                         "standard output)")
     return ext[1:]

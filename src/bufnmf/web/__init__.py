@@ -46,8 +46,8 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
-            raise BufNMFError(f"port {port} on {host} is in use: choose another with --port (--port 0 takes "
-                              "any free port)") from None
+            message = f"port {port} on {host} is in use: choose another with --port (--port 0 takes any free port)"
+            raise BufNMFError(message, cli=message) from None
         raise BufNMFError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     sock.listen(128)
     sock.set_inheritable(True)

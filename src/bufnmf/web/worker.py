@@ -32,21 +32,21 @@ SINES_PARAMS = ("bandwidth", "detection_threshold", "birth_low_threshold", "birt
                 "track_method", "window_size", "hop_size", "fft_size")
 
 
+#: Job parameters that are not options of the matching command (arguments, or the page's own).
+_NOT_OPTIONS = {"source", "out_dir", "output", "progress", "plan_only", "resynth", "force"}
+
+
 def in_command_line_terms(message: str) -> str:
-    """A job's message with the commands' option names: ``bases_mode`` -> ``--bases-mode``.
+    """A job's message with the commands' option names: ``bases_mode`` -> ``--bases-mode``, as the
+    command line prints it (:func:`bufnmf.errors.command_line_terms` over the options of
+    ``bufnmf decompose`` and ``bufnmf sines``, which are the jobs' keyword parameters)."""
+    import inspect
 
-    The command line prints the same message this way (only ``snake_case`` names change, so plain
-    words stay words), so the page's errors read as the command line's.
-    """
-    import re
+    from ..errors import command_line_terms
+    from ..workflows.jobs import decompose_job, sines_job
 
-    for name in ("window_size", "hop_size", "fft_size", "bases_mode", "act_mode", "start_frame", "num_frames",
-                 "start_chan", "num_chans", "extra_components", "smooth_activations", "smooth_method",
-                 "max_memory", "detection_threshold", "birth_low_threshold", "birth_high_threshold",
-                 "min_track_len", "track_method", "track_mag_range", "track_freq_range", "track_prob",
-                 "max_fft_size", "flucoma_quirks"):
-        message = re.sub(rf"(?<![\w-]){name}(?!\w)", "--" + name.replace("_", "-"), message)
-    return message
+    names = {p for job in (decompose_job, sines_job) for p in inspect.signature(job).parameters} - _NOT_OPTIONS
+    return command_line_terms(message, sorted("--" + n.replace("_", "-") for n in names))
 
 
 def error_message(exc: BaseException) -> str:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..checks import as_int, resolve_seed
+from ..checks import as_int, as_labels, resolve_seed
 from ..clients.bufnmf import decompose
 from ..clients.common import load_source, require_mono
 from ..dsp.fft import FFTSettings, resolve_fft_settings
-from ..errors import BufNMFError
+from ..errors import BufNMFError, BufNMFWarning
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Kit:
         labels: one label per column.
         window_size, hop_size, fft_size: FFT settings (samples) the bases were learnt with.
         sample_rate: Hz of the examples (None when learnt from arrays without a rate).
+        groups: per column, the sound (example label) it was learnt from, when an example gave
+            several columns; see :attr:`sounds`.
     """
 
     bases: np.ndarray
@@ -42,6 +45,14 @@ class Kit:
     sources: list[str] = field(default_factory=list)
     settings_known: bool = True  # False for a bare buffer: only its row count is known
     seed: int | None = None  # the seed the kit was learnt with (None: unknown)
+    groups: list[str] | None = None  # per column, the sound it belongs to (None: each column its own)
+
+    @property
+    def sounds(self) -> list[str]:
+        """Per column, the sound it belongs to: the example's label for the bases learnt from one
+        example (``--components-per-file N`` gives N columns ``kick-1 .. kick-N`` of the sound
+        ``kick``), else the column's own label. :func:`bufnmf.track` reports one event per sound."""
+        return list(self.groups) if self.groups is not None else list(self.labels)
 
     @property
     def settings(self) -> FFTSettings:
@@ -125,10 +136,14 @@ def learn_bases(
     Returns:
         :class:`Kit` with bases of shape (fft_size // 2 + 1, templates).
     """
+    examples = list(examples)
     if not examples:
         raise BufNMFError("learn_bases needs at least one example sound")
-    if labels is not None and len(labels) != len(examples):
-        raise BufNMFError(f"{len(labels)} label(s) given for {len(examples)} example(s): give one label per example")
+    if labels is not None:
+        labels = as_labels("labels", labels)
+        if len(labels) != len(examples):
+            raise BufNMFError(f"{len(labels)} label(s) given for {len(examples)} example(s): give one label per "
+                              "example")
     components_per_file = as_int("components_per_file", components_per_file)
     if components_per_file < 1:
         raise BufNMFError(f"components_per_file must be at least 1, got {components_per_file}")
@@ -136,6 +151,7 @@ def learn_bases(
     seed = resolve_seed(seed)
     columns: list[np.ndarray] = []
     names: list[str] = []
+    groups: list[str] = []
     rates: dict[str, int] = {}
     sources: list[str] = []
     for i, example in enumerate(examples):
@@ -150,6 +166,7 @@ def learn_bases(
         for j in range(components_per_file):
             columns.append(res.bases[:, j])
             names.append(label if components_per_file == 1 else f"{label}-{j + 1}")
+            groups.append(label)
         sources.append(str(example) if stem else f"array {i + 1}")
     if len(set(rates.values())) > 1:
         detail = ", ".join(f"{k}: {v} Hz" for k, v in rates.items())
@@ -160,9 +177,12 @@ def learn_bases(
         merged = np.stack([bases[:, [n == lab for n in names]].mean(axis=1) for lab in order], axis=1)
         norms = np.linalg.norm(merged, axis=0)
         bases = merged / np.where(norms > 0, norms, 1.0)
+        group_of = dict(zip(names, groups, strict=True))
         names = order
+        groups = [group_of[n] for n in order]
     return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
-               next(iter(rates.values()), None), sources, seed=seed)
+               next(iter(rates.values()), None), sources, seed=seed,
+               groups=groups if components_per_file > 1 else None)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:
@@ -174,10 +194,13 @@ def kit_metadata(kit: Kit) -> dict:
     """The sidecar JSON contents of ``kit``."""
     from .. import __version__
 
-    return {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
+    meta = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
             "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate,
             "sources": kit.sources, "seed": kit.seed,
             "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm"}
+    if kit.groups is not None:
+        meta["groups"] = kit.groups
+    return meta
 
 
 def load_kit(path: str | os.PathLike[str]) -> Kit:
@@ -185,46 +208,113 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
 
     Without a sidecar (e.g. a buffer exported from Max), labels are ``1..n`` and the FFT
     size is inferred from the row count (window = fft, hop = window / 2), sample rate unknown.
+
+    Raises:
+        BufNMFError: an unreadable buffer, or a sidecar that is not valid JSON or whose fields have
+            the wrong types or values (naming the file and the field).
     """
     from ..io.audio import read_buffer
 
     bases, _ = read_buffer(path, "bases")
     meta_path = sidecar(path)
     if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            labels = [str(x) for x in meta["labels"]]
-            w, h, f = int(meta["window_size"]), int(meta["hop_size"]), int(meta["fft_size"])
-            sr = meta.get("sample_rate")
-            kit_seed = meta.get("seed")
-            kit_seed = None if kit_seed is None else int(kit_seed)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BufNMFError(f"kit description {meta_path} is not valid ({exc}): remove it or learn the kit again") \
-                from None
-        if len(labels) != bases.shape[1]:
-            raise BufNMFError(f"kit description {meta_path} has {len(labels)} labels for {bases.shape[1]} bases")
-        if bases.shape[0] != f // 2 + 1:
-            raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
-                              f"({f // 2 + 1} rows)")
-        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr), seed=kit_seed)
+        return _kit_from_sidecar(path, bases, meta_path)
     f = (bases.shape[0] - 1) * 2
     return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None,
                settings_known=False)
 
 
-def save_kit(kit: Kit, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
-    """Write ``kit`` as a float32 WAV (or .npy) buffer plus its JSON sidecar, atomically."""
+def _kit_from_sidecar(path: str | os.PathLike[str], bases: np.ndarray, meta_path: Path) -> Kit:
+    def bad(field: str, why: str) -> BufNMFError:
+        message = f"kit description {meta_path}: {field} {why}: repair it, or learn the kit again"
+        return BufNMFError(message, cli=message)  # the file's field names, on the command line too
+
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise BufNMFError(f"kit description {meta_path} is not valid JSON ({exc}): remove it or learn the kit "
+                          "again") from None
+    if not isinstance(meta, dict):
+        raise bad("the file", f"holds a {type(meta).__name__}, not an object")
+
+    def whole(field: str, low: int, required: bool = True) -> int | None:
+        value = meta.get(field)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise bad(field, f"must be a whole number >= {low}, got {value!r}")
+        return value
+
+    def strings(field: str) -> list[str] | None:
+        value = meta.get(field)
+        if value is None and field != "labels":
+            return None
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise bad(field, f"must be a list of strings, got {value!r:.80}")
+        if len(value) != bases.shape[1]:
+            raise bad(field, f"has {len(value)} entries for the {bases.shape[1]} bases")
+        return value
+
+    labels = strings("labels")
+    assert labels is not None
+    w, h, f = whole("window_size", 4), whole("hop_size", 1), whole("fft_size", 4)
+    assert w is not None and h is not None and f is not None
+    sr = whole("sample_rate", 1, required=False)
+    kit_seed = whole("seed", 0, required=False)
+    groups = strings("groups") if "groups" in meta else _numbered_groups(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BufNMFWarning)
+        try:
+            resolved = resolve_fft_settings(w, h, f)
+        except BufNMFError as exc:
+            raise bad("window_size/hop_size/fft_size", f"are not valid FFT settings ({exc})") from None
+    if (resolved.window_size, resolved.hop_size, resolved.fft_size) != (w, h, f):
+        raise bad("window_size/hop_size/fft_size", f"{w}/{h}/{f} are not consistent (the fft size must be a power "
+                  "of two at least the window)")
+    if bases.shape[0] != f // 2 + 1:
+        raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
+                          f"({f // 2 + 1} rows)")
+    return Kit(bases.astype(np.float32), labels, w, h, f, sr, seed=kit_seed, groups=groups)
+
+
+def _numbered_groups(labels: list[str]) -> list[str] | None:
+    """Sounds of a kit learnt before kits recorded them: ``x-1 .. x-N`` runs, as
+    ``components_per_file=N`` names them, are one sound ``x`` (when every label is in such a run)."""
+    import re
+
+    groups: list[str] = []
+    i = 0
+    while i < len(labels):
+        m = re.fullmatch(r"(.+)-1", labels[i])
+        if not m:
+            return None
+        stem, n = m.group(1), 1
+        while i + n < len(labels) and labels[i + n] == f"{stem}-{n + 1}":
+            n += 1
+        if n < 2:
+            return None
+        groups += [stem] * n
+        i += n
+    return groups or None
+
+
+def save_kit(kit: Kit, path: str | os.PathLike[str], force: bool = False, *,
+             inputs: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Write ``kit`` as a float32 WAV (or .npy) buffer plus its JSON sidecar, both or neither.
+
+    ``inputs``: files the kit was made from, which it may not overwrite.
+    """
     from ..io.outputs import OutputSet
 
     p = Path(path)
     if p.suffix.lower() not in (".wav", ".npy"):
         raise BufNMFError(f"kit output {p} must end in .wav or .npy")
     meta = sidecar(p)
-    with OutputSet(p.parent if str(p.parent) else Path("."), [p.name, meta.name], force=force) as out:
+    with OutputSet.files([p, meta], force=force, inputs=inputs) as out:
         if p.suffix.lower() == ".wav":
             rate = (kit.sample_rate or 44100) / kit.fft_size
-            out.write_audio(p.name, kit.bases, rate)
+            out.write_audio(p, kit.bases, rate)
         else:
-            out.write_npy(p.name, kit.bases)
-        out.write_json(meta.name, kit_metadata(kit))
+            out.write_npy(p, kit.bases)
+        out.write_json(meta, kit_metadata(kit))
     return out.written

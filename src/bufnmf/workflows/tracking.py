@@ -6,11 +6,12 @@ workflow) and turns each component's activation into onset events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..checks import as_float
+from ..checks import as_float, as_labels, real_array
 from ..clients.bufnmf import decompose
 from ..clients.common import load_source, require_mono
 from ..dsp.fft import resolve_fft_settings
@@ -49,13 +50,13 @@ def pick_onsets(
         return []
     x = a / peak
     if smooth > 0:
-        size = max(1, round(smooth / hop_seconds))
+        size = min(x.size, max(1, round(smooth / hop_seconds)))
         if size > 1:
             x = np.convolve(x, np.ones(size) / size, mode="same")
     rise = np.maximum(np.diff(x, prepend=0.0), 0.0)
     w_max = max(1, round(0.03 / hop_seconds))
     w_avg = max(1, round(0.1 / hop_seconds))
-    gap = max(1, round(min_gap / hop_seconds))
+    gap = max(1, math.ceil(min_gap / hop_seconds - 1e-9))  # onsets at least min_gap apart, never less
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
     local_max = maximum_filter1d(rise, size=2 * w_max + 1, mode="constant")
@@ -103,12 +104,16 @@ def track(
 ) -> Events:
     """Decompose ``source`` with fixed bases and return the onsets of each component, in time order.
 
+    Each sound of the kit gives one event per onset: the columns a sound was learnt as
+    (``components_per_file`` > 1, see :attr:`Kit.sounds`), or the columns of a bases array that
+    share a label, are tracked together (their activations summed).
+
     Args:
         source: mono samples (samples,) or an audio file path (one channel: pass ``x[:, c]`` or
             ``bufnmf.mixdown(x)`` for several).
         kit: a :class:`Kit` (labels, FFT settings and rate come with it) or a bases array
             (bins x K) in FluCoMa layout.
-        labels: labels for a bases array (default ``1..K``).
+        labels: labels for a bases array, any iterable of strings (default ``1..K``).
         sample_rate: the source's rate in Hz (files carry their own); needed for times.
         threshold, min_gap, smooth, release: see :func:`pick_onsets` (seconds, fractions).
         iterations: NMF iterations. seed: the activations' start (-1 draws one, reported as
@@ -131,25 +136,36 @@ def track(
     smooth = as_float("smooth", smooth, low=0.0)
     release = as_float("release", release, low=0.0, high=1.0, high_open=True)
     if isinstance(kit, Kit):
-        bases, names = kit.bases, list(kit.labels)
+        bases, names = kit.bases, kit.sounds
         settings = kit.settings_for(window_size, hop_size, fft_size, rate)
     else:
-        bases = np.asarray(kit)
+        bases = real_array("bases", kit)
         if bases.ndim != 2:
             raise BufNMFError(f"bases must be 2-D (bins, components), got shape {bases.shape}")
-        names = [str(x) for x in labels] if labels is not None else [str(i + 1) for i in range(bases.shape[1])]
+        names = as_labels("labels", labels) if labels is not None else [str(i + 1) for i in range(bases.shape[1])]
         settings = resolve_fft_settings(1024 if window_size is None else window_size,
                                         -1 if hop_size is None else hop_size, -1 if fft_size is None else fft_size)
     if len(names) != bases.shape[1]:
         raise BufNMFError(f"{len(names)} labels for {bases.shape[1]} bases: give one label per basis")
+    if smooth > mono.shape[0] / rate:
+        raise BufNMFError(f"smooth {smooth:g} s is longer than the source ({mono.shape[0] / rate:.3g} s): use less, "
+                          "or 0 for none",
+                          cli=f"--smooth {smooth:g} s is longer than the source ({mono.shape[0] / rate:.3g} s): use "
+                              "less, or 0 for none")
     K = bases.shape[1]
     res = decompose(mono, components=K, iterations=iterations, window_size=settings.window_size,
                     hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, bases=bases,
                     bases_mode="fixed", resynth=False, extra_components=extra_components)
     hop_seconds = res.hop_size / rate
+    sounds = list(dict.fromkeys(names))
+    acts = np.stack([res.activations[:, [i for i, n in enumerate(names) if n == sound]].sum(axis=1, dtype=np.float64)
+                     for sound in sounds], axis=1)
+    top = float(acts.max(initial=0.0))
+    if top > 1:
+        acts /= top  # a sound's summed columns can pass 1: strengths stay 0..1
     events = []
-    for k, name in enumerate(names):
-        for t, level, end in pick_onsets(res.activations[:, k], hop_seconds, threshold, min_gap, smooth, release):
+    for k, name in enumerate(sounds):
+        for t, level, end in pick_onsets(acts[:, k], hop_seconds, threshold, min_gap, smooth, release):
             events.append(Event(round(t, 6), name, round(level, 6), round(end, 6)))
     events.sort(key=lambda e: (e.time, e.label))
     return Events(events, res.seed)

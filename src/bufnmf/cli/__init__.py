@@ -19,7 +19,7 @@ import click
 
 from .. import __version__
 from ..errors import BufNMFError, Cancelled
-from . import decompose, family, learn
+from . import batch, decompose, family, learn
 from .common import debug_option
 
 EPILOG_MAIN = """\b
@@ -38,7 +38,7 @@ def cli(debug: bool) -> None:
 
 
 for _command in (decompose.command, decompose.demo, learn.learn, learn.track, family.stft, family.seed,
-                 family.match, family.filter_, family.cross, family.morph):
+                 family.match, family.filter_, family.cross, family.morph, batch.group):
     cli.add_command(_command)
 
 

@@ -42,7 +42,7 @@ from ..io.audio import read_audio, read_buffer
 from ..io.events import events_to_midi, events_to_text, output_format
 from ..io.outputs import WAV_MAX_CHANNELS, OutputSet
 from ..resources import page_releaser, parse_bytes
-from .kits import Kit, learn_bases, load_kit, save_kit, sidecar
+from .kits import Kit, learn_bases, load_kit, save_kit, sidecar, stack_kits
 from .tracking import track
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -362,18 +362,25 @@ def demo_job(out_dir: str | os.PathLike[str] = "bufnmf-demo", *, force: bool = F
 def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
               components_per_file: int = 1, labels: Sequence[str] | None = None, merge_labels: bool = False,
               iterations: int = 100, seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
-              fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
-    """Learn a kit from example files and write it (``.wav``/``.npy`` buffer plus ``.json`` sidecar)."""
+              fft_size: int | None = None, channel: Channel = None, max_memory: int | str | None = None,
+              force: bool = False) -> JobResult:
+    """Learn a kit from example files and write it (``.wav``/``.npy`` buffer plus ``.json`` sidecar).
+
+    ``max_memory``: bytes or a size like "4G" that no example's decomposition may need (default: the
+    memory available now). The summary's ``durations`` are the examples' lengths in seconds.
+    """
     out = Path(output)
     if out.suffix.lower() not in (".wav", ".npy"):
         raise BufNMFError(f"kit output {out} must end in .wav or .npy")
     OutputSet(out.parent, [out.name, sidecar(out).name], force=force).check()
     settings = fft_for(None, window_size, hop_size, fft_size, None)
     sounds: list[object] = []
+    durations: list[float] = []
     rate: int | None = None
     for i, ex in enumerate(examples):
         data, sr = read_audio(ex, f"example {i + 1}")
         sounds.append(pick_channel(data, channel, f"example {ex}"))
+        durations.append(data.shape[0] / sr)
         if rate is not None and sr != rate:
             raise BufNMFError(f"the examples have different sample rates ({rate} and {sr} Hz): resample them "
                               "to one rate")
@@ -381,12 +388,32 @@ def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathL
     names = list(labels) if labels else [Path(e).stem for e in examples]
     kit = learn_bases(sounds, components_per_file=components_per_file, labels=names, merge_labels=merge_labels,
                       window_size=settings.window_size, hop_size=settings.hop_size, fft_size=settings.fft_size,
-                      iterations=iterations, seed=seed, sample_rate=rate)
+                      iterations=iterations, seed=seed, sample_rate=rate, max_memory=_memory(max_memory))
     kit.sources = [str(e) for e in examples]
     written = save_kit(kit, out, force=force)
     info = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
             "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate, "seed": kit.seed,
-            "examples": [str(e) for e in examples], "outputs": [p.name for p in written]}
+            "examples": [str(e) for e in examples], "durations": durations, "outputs": [p.name for p in written]}
+    return JobResult(written, info, kit)
+
+
+def stack_kits_job(kits: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
+                   merge_labels: bool = False, force: bool = False) -> JobResult:
+    """Stack kits written by :func:`learn_job` into one kit (``.wav``/``.npy`` plus ``.json``).
+
+    Kits learnt from one example each, with one seed and one set of FFT settings (e.g. in parallel,
+    by ``bufnmf batch learn``), stack into exactly the kit :func:`learn_job` learns from all the
+    examples at once; ``merge_labels`` averages the templates that share a label.
+    """
+    out = Path(output)
+    if out.suffix.lower() not in (".wav", ".npy"):
+        raise BufNMFError(f"kit output {out} must end in .wav or .npy")
+    OutputSet(out.parent, [out.name, sidecar(out).name], force=force).check()
+    kit = stack_kits([load_kit(k) for k in kits], merge_labels=merge_labels)
+    written = save_kit(kit, out, force=force)
+    info = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
+            "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate, "seed": kit.seed,
+            "examples": kit.sources, "outputs": [p.name for p in written]}
     return JobResult(written, info, kit)
 
 
@@ -412,8 +439,12 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
               threshold: float = 0.3, min_gap: float = 0.05, smooth: float = 0.0, release: float = 0.1,
               iterations: int = 100, seed: int = -1, extra_components: int = 0, window_size: int | None = None,
               hop_size: int | None = None, fft_size: int | None = None, channel: Channel = None,
-              force: bool = False) -> JobResult:
-    """Track a kit's templates in an audio file: events as CSV or JSON (by extension), and MIDI."""
+              max_memory: int | str | None = None, force: bool = False) -> JobResult:
+    """Track a kit's templates in an audio file: events as CSV or JSON (by extension), and MIDI.
+
+    ``max_memory``: bytes or a size like "4G" that the decomposition may not exceed (default: the
+    memory available now).
+    """
     out = Path(output)
     fmt = output_format(out)
     overrides = _note_overrides(notes)
@@ -426,7 +457,8 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     settings = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {source}")
     events = track(mono, kit, sample_rate=sr, threshold=threshold, min_gap=min_gap, smooth=smooth, release=release,
                    iterations=iterations, seed=seed, window_size=settings.window_size,
-                   hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components)
+                   hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components,
+                   max_memory=_memory(max_memory))
     midi_bytes = events_to_midi(events, overrides) if midi is not None else None
     with OutputSet(out.parent, [out.name], force=force) as o1:
         o1.write_bytes(out.name, events_to_text(events, fmt).encode())
@@ -437,9 +469,11 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
             o2.write_bytes(mp.name, midi_bytes)
         written += o2.written
     counts = {lab: sum(e.label == lab for e in events) for lab in kit.labels}
-    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "kit": str(bases),
-            "seed": events.seed, "events": len(events), "counts": counts, "window_size": settings.window_size,
-            "hop_size": settings.hop_size, "fft_size": settings.fft_size, "outputs": [str(p) for p in written]}
+    info = {"bufnmf_version": __version__, "source": str(source), "sample_rate": sr, "channels": data.shape[1],
+            "duration": data.shape[0] / sr, "kit": str(bases), "seed": events.seed, "events": len(events),
+            "components": len(kit.labels) + int(extra_components), "counts": counts,
+            "window_size": settings.window_size, "hop_size": settings.hop_size, "fft_size": settings.fft_size,
+            "outputs": [str(p) for p in written]}
     return JobResult(written, info, events)
 
 
@@ -629,6 +663,6 @@ def morph_job(source_bases: str | os.PathLike[str], target_bases: str | os.PathL
 
 __all__ = [
     "SCRATCH_ABOVE_BYTES", "JobResult", "cross_job", "decompose_job", "demo_job", "filter_job", "istft_job",
-    "learn_job", "match_job", "morph_job", "output_names", "pick_channel", "seed_job", "stem_labels",
-    "stft_job", "summary", "track_job", "write_decomposition",
+    "learn_job", "match_job", "morph_job", "output_names", "pick_channel", "seed_job", "stack_kits_job",
+    "stem_labels", "stft_job", "summary", "track_job", "write_decomposition",
 ]

@@ -107,6 +107,8 @@ def learn_bases(
     iterations: int = 100,
     seed: int = -1,
     sample_rate: int | None = None,
+    *,
+    max_memory: int | None = None,
 ) -> Kit:
     """Learn ``components_per_file`` bases from each example and stack them into one kit.
 
@@ -121,6 +123,8 @@ def learn_bases(
         iterations: NMF iterations for each example. seed: the start of every example's NMF
             (-1 draws one, recorded as ``kit.seed`` and in the sidecar; >= 0 reproduces a kit).
         sample_rate: Hz of array examples (files carry their own).
+        max_memory: refuse (before allocating) an example whose decomposition is estimated to
+            need more bytes than this (default: the memory available now).
 
     Returns:
         :class:`Kit` with bases of shape (fft_size // 2 + 1, templates).
@@ -145,7 +149,7 @@ def learn_bases(
             rates[str(example) if stem else f"example {i + 1}"] = sr
         res = decompose(data, components=components_per_file, iterations=iterations, window_size=settings.window_size,
                         hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
-                        precision="float64")
+                        precision="float64", max_memory=max_memory)
         label = labels[i] if labels is not None else (stem or f"example{i + 1}")
         for j in range(components_per_file):
             columns.append(res.bases[:, j])
@@ -156,13 +160,51 @@ def learn_bases(
         raise BufNMFError(f"the examples have different sample rates ({detail}): resample them to one rate")
     bases = np.stack(columns, axis=1).astype(np.float64)
     if merge_labels:
-        order = list(dict.fromkeys(names))
-        merged = np.stack([bases[:, [n == lab for n in names]].mean(axis=1) for lab in order], axis=1)
-        norms = np.linalg.norm(merged, axis=0)
-        bases = merged / np.where(norms > 0, norms, 1.0)
-        names = order
+        bases, names = merge_columns(bases, names)
     return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
                next(iter(rates.values()), None), sources, seed=seed)
+
+
+def merge_columns(bases: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Average the columns of ``bases`` (bins, n) that share a label, then give each unit L2 norm.
+
+    Returns:
+        float64 (bins, distinct labels) and the labels in order of first appearance.
+    """
+    order = list(dict.fromkeys(labels))
+    merged = np.stack([bases[:, [n == lab for n in labels]].mean(axis=1) for lab in order], axis=1)
+    norms = np.linalg.norm(merged, axis=0)
+    return merged / np.where(norms > 0, norms, 1.0), order
+
+
+def stack_kits(kits: Sequence[Kit], merge_labels: bool = False) -> Kit:
+    """One kit from several (e.g. one learnt per example file, in parallel): their templates side by side.
+
+    Stacking the kits that :func:`learn_bases` learns from each example alone, with the same seed and
+    settings, gives what it learns from all examples at once (``merge_labels`` included).
+
+    Raises:
+        BufNMFError: no kits, or kits with different FFT settings, sample rates or seeds.
+    """
+    if not kits:
+        raise BufNMFError("stack_kits needs at least one kit")
+    first = kits[0]
+    for kit in kits[1:]:
+        first.check_compatible(kit.settings, kit.sample_rate, "kit stacked onto the first")
+        if kit.bases.shape[0] != first.bases.shape[0]:
+            raise BufNMFError(f"kits have {first.bases.shape[0]} and {kit.bases.shape[0]} rows: stack kits learnt "
+                              "with one FFT size")
+    seeds = {kit.seed for kit in kits}
+    if len(seeds) > 1:
+        raise BufNMFError(f"the kits were learnt with different seeds ({', '.join(sorted(map(str, seeds)))}): "
+                          "learn them with one seed")
+    bases = np.concatenate([kit.bases for kit in kits], axis=1).astype(np.float64)
+    names = [lab for kit in kits for lab in kit.labels]
+    if merge_labels:
+        bases, names = merge_columns(bases, names)
+    rate = next((kit.sample_rate for kit in kits if kit.sample_rate is not None), None)
+    return Kit(bases.astype(np.float32), names, first.window_size, first.hop_size, first.fft_size, rate,
+               [src for kit in kits for src in kit.sources], seed=first.seed)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:
@@ -198,6 +240,7 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
             sr = meta.get("sample_rate")
             kit_seed = meta.get("seed")
             kit_seed = None if kit_seed is None else int(kit_seed)
+            sources = [str(x) for x in meta.get("sources") or []]
         except (ValueError, KeyError, TypeError) as exc:
             raise BufNMFError(f"kit description {meta_path} is not valid ({exc}): remove it or learn the kit again") \
                 from None
@@ -206,7 +249,8 @@ def load_kit(path: str | os.PathLike[str]) -> Kit:
         if bases.shape[0] != f // 2 + 1:
             raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
                               f"({f // 2 + 1} rows)")
-        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr), seed=kit_seed)
+        return Kit(bases.astype(np.float32), labels, w, h, f, None if sr is None else int(sr), sources,
+                   seed=kit_seed)
     f = (bases.shape[0] - 1) * 2
     return Kit(bases.astype(np.float32), [str(i + 1) for i in range(bases.shape[1])], f, f // 2, f, None,
                settings_known=False)

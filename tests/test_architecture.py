@@ -91,3 +91,13 @@ def test_front_ends_hold_no_numerics_and_write_no_files():
         text = path.read_text()
         assert "OutputSet" not in text, path
         assert not re.search(r"\bnp\.(fft|linalg)|scipy", text), path
+    for path in (SRC / "batch").rglob("*.py"):  # the batch writes its index and records, no numerics
+        assert not re.search(r"\bnumpy|\bnp\.|scipy", path.read_text()), path
+
+
+def test_front_ends_do_not_call_each_other():
+    """cli/batch.py is the batch runner's command line; otherwise cli, batch (and web) stay apart."""
+    for front in ("cli", "batch", "web"):
+        for path in (SRC / front).rglob("*.py") if (SRC / front).exists() else []:
+            others = {"cli", "batch", "web"} - {front} - ({"batch"} if path == SRC / "cli" / "batch.py" else set())
+            assert not (_imports(path) & others), path

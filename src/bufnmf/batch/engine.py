@@ -104,7 +104,8 @@ def _check_params(job: str, params: dict[str, Any]) -> dict[str, Any]:
         if out.get(name) is not None:
             p = Path(out[name]).expanduser()
             if not p.is_file():
-                raise BufNMFError(f"{name} {out[name]} does not exist: check the path")
+                raise BufNMFError(f"{name} {out[name]} does not exist: check the path",
+                                  cli=f"--{name} {out[name]} does not exist: check the path")
             out[name] = os.path.abspath(p)
     if out.get("max_memory") is not None and not isinstance(out["max_memory"], int):
         parse_bytes(str(out["max_memory"]))  # refuse a bad size now, not once per file

@@ -548,6 +548,13 @@ def test_command_line_errors_and_exit_status(corpus12, tmp_path, capsys):
     assert "corpus" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["batch", "track", str(corpus12 / "piano"), "-o", str(tmp_path / "o")]) == 2
     assert "Missing option '--bases'" in capsys.readouterr().err
+    assert main(["batch", "learn", str(corpus12 / "piano"), "-o", str(tmp_path / "kit.wav")]) == 2
+    assert "-o " + str(tmp_path / "kit.wav") + " looks like a file name" in capsys.readouterr().err
+    assert main(["batch", "decompose", str(corpus12 / "piano"), "-o", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["batch", "track", str(corpus12 / "piano"), "-o", str(tmp_path / "o"), "--bases", "no.wav"]) == 2
+    assert "--bases no.wav does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "kit.wav").exists()  # refused: nothing left
     # some files failed: the rest are done, exit status 3, one line naming a failure
     code = main(["batch", "decompose", str(corpus12 / "drums"), str(corpus12 / "bad"), "-o", str(tmp_path / "x"),
                  "-k", "2", "--iterations", "5", "--workers", "1"])
@@ -558,3 +565,30 @@ def test_command_line_errors_and_exit_status(corpus12, tmp_path, capsys):
     code = main(["batch", "decompose", str(corpus12 / "drums"), "-o", str(tmp_path / "y"), "-k", "0",
                  "--workers", "1"])
     assert code == 2 and "every file failed: components must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_events_files_read_back_and_kits_stack_only_when_compatible(tmp_path):
+    from bufnmf.io.events import Event, events_to_text, read_events
+    from bufnmf.workflows.kits import Kit, stack_kits
+
+    events = [Event(0.5, "kick", 0.75, 0.6), Event(1.25, "snare, loud", 1.0, 1.5)]  # a label needing quotes
+    for fmt in ("csv", "json"):
+        p = tmp_path / f"e.{fmt}"
+        p.write_text(events_to_text(events, fmt))
+        assert read_events(p) == events
+    (tmp_path / "bad.csv").write_text("time,label\n0.5,kick\n")
+    with pytest.raises(BufNMFError, match="is not valid"):
+        read_events(tmp_path / "bad.csv")
+    rng = np.random.default_rng(0)
+    a = Kit(rng.random((513, 2)).astype(np.float32), ["a", "b"], 1024, 512, 1024, SR, ["x.wav"], seed=1)
+    b = Kit(rng.random((513, 1)).astype(np.float32), ["a"], 1024, 512, 1024, SR, ["y.wav"], seed=1)
+    merged = stack_kits([a, b], merge_labels=True)
+    assert merged.labels == ["a", "b"] and merged.sources == ["x.wav", "y.wav"]
+    mean = (a.bases[:, 0].astype(np.float64) + b.bases[:, 0]) / 2
+    np.testing.assert_allclose(merged.bases[:, 0], mean / np.linalg.norm(mean), rtol=1e-6)
+    with pytest.raises(BufNMFError, match="window/hop/fft 1024/512/1024"):
+        stack_kits([a, Kit(b.bases, ["a"], 1024, 256, 1024, SR, seed=1)])
+    with pytest.raises(BufNMFError, match="44100 Hz"):
+        stack_kits([a, Kit(b.bases, ["a"], 1024, 512, 1024, 48000, seed=1)])
+    with pytest.raises(BufNMFError, match="different seeds"):
+        stack_kits([a, Kit(b.bases, ["a"], 1024, 512, 1024, SR, seed=2)])

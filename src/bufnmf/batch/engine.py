@@ -296,6 +296,7 @@ def run(job: str, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             with other parameters (without, both are refused).
         progress: ``progress(row, done, total)`` as each file ends (skipped ones first);
             returning False stops the batch as Ctrl-C does (:class:`bufnmf.Cancelled`).
+        debug: let Dask's own warnings through (a local cluster is silent otherwise).
         params: the job's keyword parameters (:func:`parameters` lists them), as for one file.
             ``seed=-1`` (the default) draws a seed per file (learn: one for the kit), reported in
             the index and each file's summary, so any file can be redone alone.
@@ -308,7 +309,8 @@ def run(job: str, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         BufNMFError: bad parameters, an empty or missing corpus, an output folder holding
             another batch's work (see ``force``), no scheduler or workers.
         KeyboardInterrupt, Cancelled: the batch was interrupted; the files done are kept, the
-            index is written (and is the exception's ``index`` attribute), and a rerun finishes the rest.
+            index is written (and is the exception's ``index`` attribute), and a rerun finishes
+            the rest.
     """
     t_start = time.perf_counter()
     if client is not None and workers is not None:
@@ -316,8 +318,18 @@ def run(job: str, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                           "cluster's own workers are used; leave workers out",
                           cli="--workers sets the size of a local cluster: with --scheduler the cluster's own "
                               "workers are used; leave --workers out")
+    if workers is not None and as_int("workers", workers) < 1:
+        raise BufNMFError(f"workers must be at least 1, got {workers}",
+                          cli=f"--workers must be at least 1, got {workers}")
     given = _check_params(job, params)
     out = Path(os.path.abspath(Path(out_dir).expanduser()))
+    if out.suffix.lower() in {*corpus_.AUDIO_EXTENSIONS, ".npy", ".csv", ".json", ".mid"} and not out.is_dir():
+        what = {"learn": "the kit goes to FOLDER/kit.wav", "track": "each file's events go to FOLDER/<file>/"}.get(
+            job, "each file's outputs go to FOLDER/<file>/")
+        raise BufNMFError(f"the output folder {out_dir} looks like a file name: a batch writes into a folder ({what}); "
+                          f"give a folder, e.g. {Path(out_dir).with_suffix('')}",
+                          cli=f"-o {out_dir} looks like a file name: a batch writes into a folder ({what}); give a "
+                              f"folder, e.g. -o {Path(out_dir).with_suffix('')}")
     sources = corpus_.find(paths, exclude=out)
     key = records.key(job, given)
     _check_outdir(out, job, key, given, force)

@@ -12,7 +12,8 @@ on, seed 1, writing the single-file command's outputs:
   would (on the first ``--loop-files`` files; its per-file time is what 200 files would cost).
 
 The contenders run in turns (their order rotated each round), ``--rounds`` times; medians are
-reported with the load average seen during each run, as the machine may be shared.
+reported with the CPU time used per file (this process and its children) and the load average
+seen during each run, as the machine may be shared.
 
     python benchmarks/batch.py [--files 200] [--rounds 3] [--loop-files 20] [--json results/batch.json]
 """
@@ -73,6 +74,12 @@ def make_corpus(folder: Path, files: int, seconds: float) -> tuple[list[Path], s
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (the workers once their cluster closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def jobs_loop(paths: list[Path], corpus: Path, out: Path) -> float:
@@ -137,11 +144,14 @@ def main() -> None:
             order = names[r % len(names):] + names[: r % len(names)]
             for name in order:
                 out = tmp / "out"
-                l0 = load()
+                l0, c0 = load(), cpu()
                 per_file = contenders[name](out)
-                runs[name].append({"seconds_per_file": per_file, "load_before": l0, "load_after": load()})
+                n = min(args.loop_files, len(paths)) if name.startswith("command") else len(paths)
+                cpu_per_file = (cpu() - c0) / n
+                runs[name].append({"seconds_per_file": per_file, "cpu_seconds_per_file": cpu_per_file,
+                                   "load_before": l0, "load_after": load()})
                 print(f"round {r + 1}: {name:32s} {per_file * 1000:8.1f} ms/file  {1 / per_file:6.2f} files/s  "
-                      f"(load {l0:.2f} -> {load():.2f})", flush=True)
+                      f"cpu {cpu_per_file * 1000:7.1f} ms/file  (load {l0:.2f} -> {load():.2f})", flush=True)
                 shutil.rmtree(out)
         med = {n: statistics.median(x["seconds_per_file"] for x in runs[n]) for n in names}
         loop, w1, w2, cmd = (med[n] for n in names)
@@ -151,10 +161,12 @@ def main() -> None:
                   "batch_2_workers_over_command_loop": cmd / w2, "batch_1_worker_over_command_loop": cmd / w1}
         print(f"\n{args.files} files of {args.seconds:g} s ({what}), K=3, 100 iterations, resynthesis; "
               f"medians of {args.rounds} interleaved rounds")
-        print(f"{'contender':34s} {'ms/file':>9s} {'files/s':>8s} {'load avg (min-max)':>20s}")
+        print(f"{'contender':34s} {'ms/file':>9s} {'files/s':>8s} {'cpu ms/file':>12s} {'load avg (min-max)':>20s}")
         for n in names:
             loads = [x["load_before"] for x in runs[n]] + [x["load_after"] for x in runs[n]]
-            print(f"{n:34s} {med[n] * 1000:9.1f} {1 / med[n]:8.2f} {min(loads):9.2f} - {max(loads):.2f}")
+            cpu_med = statistics.median(x["cpu_seconds_per_file"] for x in runs[n])
+            print(f"{n:34s} {med[n] * 1000:9.1f} {1 / med[n]:8.2f} {cpu_med * 1000:12.1f} "
+                  f"{min(loads):9.2f} - {max(loads):.2f}")
         print(f"2 workers / 1 worker: {ratios['two_workers_over_one']:.2f}x (target >= 1.8); 1 worker / jobs loop "
               f"time per file: {ratios['one_worker_over_jobs_loop']:.2f} (target <= 1.10); batch (2 workers) / "
               f"command loop: {ratios['batch_2_workers_over_command_loop']:.1f}x faster (target >= 5)")

@@ -311,6 +311,11 @@ def test_local_cluster_threads_fit_the_cores():
     with batch.connect(workers=2) as (c, threads):
         assert len(threads) == 2 and set(threads.values()) == {max(1, cores() // 2)}
         assert set(c.nthreads().values()) == {1}  # one task at a time per worker
+        from bufnmf.batch.tasks import tune_malloc
+
+        # the nanny's MALLOC_TRIM_THRESHOLD_ is undone once per worker process
+        assert c.submit(tune_malloc, pure=False, workers=[next(iter(threads))]).result() is True
+        assert c.submit(tune_malloc, pure=False, workers=[next(iter(threads))]).result() is False
         for addr in threads:
             env, numba_threads = c.submit(probe, workers=[addr], pure=False).result()
             assert env == str(threads[addr]) and numba_threads == threads[addr]

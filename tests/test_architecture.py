@@ -91,6 +91,8 @@ def test_front_ends_hold_no_numerics_and_write_no_files():
         text = path.read_text()
         assert "OutputSet" not in text, path
         assert not re.search(r"\bnp\.(fft|linalg)|scipy", text), path
+    for path in (SRC / "batch").rglob("*.py"):  # the batch writes its index and records, no numerics
+        assert not re.search(r"\bnumpy|\bnp\.|scipy", path.read_text()), path
 
 
 def test_the_web_front_end_runs_jobs_and_holds_no_numerics():
@@ -107,3 +109,13 @@ def test_the_web_front_end_runs_jobs_and_holds_no_numerics():
     for path in (SRC / "cli").rglob("*.py"):
         if "web" in _imports(path):
             assert path.name == "serve.py", path
+
+
+def test_front_ends_do_not_call_each_other():
+    """cli/batch.py is the batch runner's command line and cli/serve.py starts the web page; otherwise
+    cli, batch and web stay apart."""
+    for front in ("cli", "batch", "web"):
+        for path in (SRC / front).rglob("*.py") if (SRC / front).exists() else []:
+            allowed = {SRC / "cli" / "batch.py": {"batch"}, SRC / "cli" / "serve.py": {"web"}}.get(path, set())
+            others = {"cli", "batch", "web"} - {front} - allowed
+            assert not (_imports(path) & others), path

@@ -213,16 +213,25 @@ def test_audio_to_a_terminal_is_refused(d, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # one command line: names, defaults, help, warnings
 
-AUDIO_WRITERS = {"decompose", "demo", "filter", "cross", "morph", "stft", "sines"}
-NO_OUTPUT = {"serve"}  # a server: it writes nothing of its own
+AUDIO_WRITERS = {"decompose", "demo", "filter", "cross", "morph", "stft", "sines", "batch decompose"}
+NO_OUTPUT = {"serve", "batch"}  # a server writes nothing of its own; batch is a group (its commands are below)
+
+
+def _command(name: str) -> click.Command:
+    """A command by its command-line name ("decompose", or a group's "batch decompose")."""
+    group, _, sub = name.partition(" ")
+    cmd = cli.commands[group]
+    return cmd.commands[sub] if sub and isinstance(cmd, click.Group) else cmd
 
 
 def _options(name: str) -> dict[str, click.Option]:
-    return {opt: p for p in cli.commands[name].params if isinstance(p, click.Option) for opt in p.opts}
+    return {opt: p for p in _command(name).params if isinstance(p, click.Option) for opt in p.opts}
 
 
 def test_the_same_options_mean_the_same_everywhere():
-    names = sorted(set(cli.commands) - NO_OUTPUT)
+    batch = cli.commands["batch"]
+    assert isinstance(batch, click.Group)
+    names = sorted(set(cli.commands) - NO_OUTPUT) + [f"batch {sub}" for sub in batch.commands]
     for name in names:
         opts = _options(name)
         assert opts["-o"].help, name  # -o is described everywhere
@@ -238,7 +247,7 @@ def test_the_same_options_mean_the_same_everywhere():
         if "--bases" not in opts:  # no kit taken: no "or the kit's" in the FFT options
             assert all("kit" not in (opts[o].help or "") for o in ("--window-size", "--hop-size", "--fft-size")
                        if o in opts), name
-    for name in ("track", "match"):
+    for name in ("track", "match", "batch track"):
         assert list(_options(name)["--format"].type.choices) == ["csv", "json"]
     dec = _options("decompose")
     assert "in samples" in dec["--start-frame"].help and "in samples" in dec["--num-frames"].help

@@ -40,6 +40,19 @@ def command_line_terms(message: str, options: Iterable[str]) -> str:
     return message
 
 
+class MemoryLimitError(BufNMFError):
+    """A run refused before it started because its memory estimate exceeds the limit.
+
+    Attributes:
+        needed: the estimated peak in bytes. limit: the limit it was checked against, in bytes.
+    """
+
+    def __init__(self, message: str, *, needed: int, limit: int, cli: str | None = None) -> None:
+        super().__init__(message, cli=cli)
+        self.needed = int(needed)
+        self.limit = int(limit)
+
+
 class BufNMFWarning(UserWarning):
     """Something was adjusted or is pointless, as FluCoMa would warn (e.g. FFT size rounded)."""
 

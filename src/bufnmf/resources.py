@@ -11,7 +11,7 @@ import numpy as np
 
 from .dsp.fft import FFTSettings
 from .dsp.stft import CHUNK_FRAMES
-from .errors import BufNMFError
+from .errors import BufNMFError, MemoryLimitError
 
 MAX_ITERATIONS = 100_000
 
@@ -121,16 +121,16 @@ def estimate(num_samples: int, channels: int, components: int, settings: FFTSett
 
 
 def check_fits(est: MemoryEstimate, max_memory: int | str | None) -> None:
-    """Raise :class:`BufNMFError` when ``est`` exceeds ``max_memory`` (default: the memory available now)."""
+    """Raise :class:`MemoryLimitError` (a :class:`BufNMFError`) when ``est`` exceeds ``max_memory``
+    (default: the memory available now)."""
     given = memory_limit(max_memory)
     limit = available_memory() if given is None else given
     if est.total > limit:
         source = "the memory available now" if given is None else "the max_memory limit"
-        raise BufNMFError(
+        raise MemoryLimitError(
             f"this run needs about {fmt_bytes(est.total)} ({est.describe()}) but {source} is {fmt_bytes(limit)}: "
             "use fewer components, a shorter selection (num_frames), a larger hop, no resynthesis, "
-            "or raise the limit (max_memory)"
-        )
+            "or raise the limit (max_memory)", needed=est.total, limit=limit)
 
 
 def page_releaser(arr: np.ndarray) -> Callable[[int, int], None] | None:

@@ -20,7 +20,7 @@ import click
 
 from .. import __version__
 from ..errors import BufNMFError, BufNMFWarning, Cancelled, InterruptedAfterCommit, command_line_terms
-from . import decompose, family, learn, serve, sines
+from . import batch, decompose, family, learn, serve, sines
 from .common import debug_option
 
 EPILOG_MAIN = """\b
@@ -56,7 +56,7 @@ def cli(debug: bool) -> None:
 
 
 for _command in (decompose.command, decompose.demo, learn.learn, learn.track, family.stft, family.seed,
-                 family.match, family.filter_, family.cross, family.morph, sines.command, serve.serve):
+                 family.match, family.filter_, family.cross, family.morph, sines.command, serve.serve, batch.group):
     cli.add_command(_command)
 
 

@@ -6,6 +6,7 @@ at or above the window; bins = ``fft_size // 2 + 1``. The window is a periodic H
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -15,6 +16,24 @@ from ..checks import as_int
 from ..errors import BufNMFError, BufNMFWarning
 
 EPS = float(np.finfo(np.float64).eps)  # guards every division, as FluCoMa (float64 machine epsilon)
+
+_threads = threading.local()
+
+
+def fft_threads() -> int:
+    """Threads each ``scipy.fft`` call of the STFT and resynthesis uses in this thread: -1 (every
+    core) unless :func:`set_fft_threads` set a number (e.g. one per worker process of a batch)."""
+    return int(getattr(_threads, "n", -1))
+
+
+def set_fft_threads(n: int) -> int:
+    """Use ``n`` FFT threads (-1: every core) in the calling thread from now on; returns the previous setting."""
+    n = as_int("fft threads", n)
+    if n == 0 or n < -1:
+        raise BufNMFError(f"fft threads must be -1 (every core) or at least 1, got {n}")
+    old = fft_threads()
+    _threads.n = n
+    return old
 
 
 def next_pow2(n: int) -> int:

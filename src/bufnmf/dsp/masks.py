@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.fft as sfft
 
-from .fft import EPS, FFTSettings, hann
+from .fft import EPS, FFTSettings, fft_threads, hann
 from .stft import CHUNK_FRAMES, overlap_add, window_norm
 
 
@@ -69,7 +69,7 @@ def resynthesise(
         masks = np.multiply(Hc[:, :, None], Wt[:, None, :])  # (K, m, bins), then in place:
         np.divide(masks, den_t[None], out=masks)
         np.minimum(masks, 1.0, out=masks)
-        seg = sfft.irfft(masks * X_t[None], n=settings.fft_size, axis=-1, workers=-1)[:, :, :w]
+        seg = sfft.irfft(masks * X_t[None], n=settings.fft_size, axis=-1, workers=fft_threads())[:, :, :w]
         seg *= win
         span = (m - 1) * h + w
         buf = np.zeros((K, span), dtype=np.float64)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .fft import EPS, FFTSettings, hann
+from .fft import EPS, FFTSettings, fft_threads, hann
 
 CHUNK_FRAMES = 1024  # frames per chunk: bounds the temporaries of the STFT and its inverse
 
@@ -62,7 +62,7 @@ def stft_complex(
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
         seg = frame_chunk(signal, settings, c0, c1, real, front) * win
-        spec[:, c0:c1] = sfft.rfft(seg, n=settings.fft_size, axis=1, workers=-1).T
+        spec[:, c0:c1] = sfft.rfft(seg, n=settings.fft_size, axis=1, workers=fft_threads()).T
     return spec
 
 
@@ -135,7 +135,8 @@ def istft(spec: np.ndarray, settings: FFTSettings, num_samples: int, dtype: type
     out = np.zeros(num_samples, dtype=np.float64)
     for c0 in range(0, nf, CHUNK_FRAMES):
         c1 = min(nf, c0 + CHUNK_FRAMES)
-        seg = sfft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1, workers=-1)[:, : settings.window_size] * win
+        seg = sfft.irfft(spec[:, c0:c1].T, n=settings.fft_size, axis=1, workers=fft_threads())
+        seg = seg[:, : settings.window_size] * win
         overlap_add_frames(seg, c0, settings, out, front=front)
     normalise_overlap_add(out, settings, nf, front=front)
     return out.astype(dtype, copy=False)

@@ -71,6 +71,23 @@ def events_to_text(events: Sequence[Event], fmt: str) -> str:
     return buf.getvalue()
 
 
+def read_events(path: str | os.PathLike[str]) -> list[Event]:
+    """Events from a file :func:`events_to_text` wrote (CSV or JSON, by extension)."""
+    p = Path(path)
+    fmt = output_format(p)
+    try:
+        text = p.read_text()
+        if fmt == "json":
+            items = json.loads(text)
+            return [Event(float(d["time"]), str(d["label"]), float(d["strength"]), float(d["end"])) for d in items]
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [Event(float(r["time"]), r["label"], float(r["strength"]), float(r["end"])) for r in rows]
+    except OSError as exc:
+        raise BufNMFError(f"cannot read events file {p}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BufNMFError(f"events file {p} is not valid ({exc}): write it again with 'bufnmf track'") from None
+
+
 def note_map(labels: Sequence[str], overrides: Mapping[str, int] | None = None) -> dict[str, tuple[int, bool]]:
     """Label -> (MIDI note, is_drum): overrides, then General MIDI drum names, then note names."""
     overrides = dict(overrides or {})

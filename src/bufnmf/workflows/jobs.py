@@ -57,7 +57,7 @@ from ..io.audio import audio_info, display_name, is_stdin, read_audio, read_buff
 from ..io.events import events_to_midi, events_to_text, output_format
 from ..io.outputs import WAV_MAX_CHANNELS, OutputSet, audio_extension, check_audio_output
 from ..resources import memory_limit, page_releaser
-from .kits import Kit, learn_bases, load_kit, save_kit, sidecar
+from .kits import Kit, learn_bases, load_kit, save_kit, sidecar, stack_kits
 from .tracking import track
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -454,8 +454,13 @@ def demo_job(out_dir: str | os.PathLike[str] = "bufnmf-demo", *, force: bool = F
 def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
               components_per_file: int = 1, labels: Sequence[str] | None = None, merge_labels: bool = False,
               iterations: int = 100, seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
-              fft_size: int | None = None, channel: Channel = None, force: bool = False) -> JobResult:
-    """Learn a kit from example files and write it (``.wav``/``.npy`` buffer plus ``.json`` sidecar)."""
+              fft_size: int | None = None, channel: Channel = None, max_memory: int | str | None = None,
+              force: bool = False) -> JobResult:
+    """Learn a kit from example files and write it (``.wav``/``.npy`` buffer plus ``.json`` sidecar).
+
+    ``max_memory``: bytes or a size like "4G" that no example's decomposition may need (default: the
+    memory available now). The summary's ``durations`` are the examples' lengths in seconds.
+    """
     out = Path(output)
     examples = list(examples)
     if out.suffix.lower() not in (".wav", ".npy"):
@@ -463,10 +468,12 @@ def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathL
     OutputSet.files([out, sidecar(out)], force=force, inputs=examples).check()
     settings = fft_for(None, window_size, hop_size, fft_size, None)
     sounds: list[object] = []
+    durations: list[float] = []
     rate: int | None = None
     for i, ex in enumerate(examples):
         x, sr = read_channel(ex, channel, f"example {i + 1}")
         sounds.append(x)
+        durations.append(len(x) / sr)
         if rate is not None and sr != rate:
             raise BufNMFError(f"the examples have different sample rates ({rate} and {sr} Hz): resample them "
                               "to one rate")
@@ -474,13 +481,33 @@ def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathL
     names = list(labels) if labels else [Path(e).stem if not is_stdin(e) else "stdin" for e in examples]
     kit = learn_bases(sounds, components_per_file=components_per_file, labels=names, merge_labels=merge_labels,
                       window_size=settings.window_size, hop_size=settings.hop_size, fft_size=settings.fft_size,
-                      iterations=iterations, seed=seed, sample_rate=rate)
+                      iterations=iterations, seed=seed, sample_rate=rate, max_memory=_memory(max_memory))
     kit.sources = [display_name(e) for e in examples]
     written = save_kit(kit, out, force=force, inputs=examples)
     info = {"bufnmf_version": __version__, "labels": kit.labels, "sounds": kit.sounds,
             "window_size": kit.window_size, "hop_size": kit.hop_size, "fft_size": kit.fft_size,
-            "sample_rate": kit.sample_rate, "seed": kit.seed, "examples": kit.sources,
+            "sample_rate": kit.sample_rate, "seed": kit.seed, "examples": kit.sources, "durations": durations,
             "outputs": [p.name for p in written]}
+    return JobResult(written, info, kit)
+
+
+def stack_kits_job(kits: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
+                   merge_labels: bool = False, force: bool = False) -> JobResult:
+    """Stack kits written by :func:`learn_job` into one kit (``.wav``/``.npy`` plus ``.json``).
+
+    Kits learnt from one example each, with one seed and one set of FFT settings (e.g. in parallel,
+    by ``bufnmf batch learn``), stack into exactly the kit :func:`learn_job` learns from all the
+    examples at once; ``merge_labels`` averages the templates that share a label.
+    """
+    out = Path(output)
+    if out.suffix.lower() not in (".wav", ".npy"):
+        raise BufNMFError(f"kit output {out} must end in .wav or .npy")
+    OutputSet.files([out, sidecar(out)], force=force, inputs=list(kits)).check()
+    kit = stack_kits([load_kit(k) for k in kits], merge_labels=merge_labels)
+    written = save_kit(kit, out, force=force, inputs=list(kits))
+    info = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
+            "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate, "seed": kit.seed,
+            "examples": kit.sources, "sounds": kit.sounds, "outputs": [p.name for p in written]}
     return JobResult(written, info, kit)
 
 
@@ -510,14 +537,15 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
               threshold: float = 0.3, min_gap: float = 0.05, smooth: float = 0.0, release: float = 0.1,
               iterations: int = 100, seed: int = -1, extra_components: int = 0, window_size: int | None = None,
               hop_size: int | None = None, fft_size: int | None = None, channel: Channel = None,
-              force: bool = False, format: str | None = None) -> JobResult:
+              max_memory: int | str | None = None, force: bool = False, format: str | None = None) -> JobResult:
     """Track a kit's sounds in an audio file: events as CSV or JSON (``format``, else by extension;
     ``-`` is standard output, CSV by default), and MIDI (``midi``).
 
     One event per onset of each sound of the kit (:attr:`Kit.sounds`: a kit learnt with
     ``components_per_file`` > 1 gives one event per hit, not one per column). ``notes``: MIDI
     notes for sounds (``{"kick": 36}`` or ``["kick=36"]``); they need ``midi`` and a sound of
-    the kit.
+    the kit. ``max_memory``: bytes or a size like "4G" that the decomposition may not exceed
+    (default: the memory available now).
     """
     out = _single(output)
     fmt = output_format(out, format)
@@ -534,10 +562,12 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
         raise BufNMFError(f"--note {unknown[0]}: the kit has no sound {unknown[0]!r}; its sounds are "
                           f"{', '.join(dict.fromkeys(kit.sounds))}")
     mono, sr = read_channel(source, channel)
+    info_channels = audio_info(source).channels
     settings = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {display_name(source)}")
     events = track(mono, kit, sample_rate=sr, threshold=threshold, min_gap=min_gap, smooth=smooth, release=release,
                    iterations=iterations, seed=seed, window_size=settings.window_size,
-                   hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components)
+                   hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components,
+                   max_memory=_memory(max_memory))
     midi_bytes = events_to_midi(events, overrides) if midi is not None else None
     with outputs:
         outputs.write_bytes(out, events_to_text(events, fmt).encode("utf-8", "surrogateescape"))
@@ -547,8 +577,10 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     sounds = list(dict.fromkeys(kit.sounds))
     counts = {lab: sum(e.label == lab for e in events) for lab in sounds}
     info = {"bufnmf_version": __version__, "source": display_name(source), "sample_rate": sr, "kit": str(bases),
-            "seed": events.seed, "events": len(events), "counts": counts, "window_size": settings.window_size,
-            "hop_size": settings.hop_size, "fft_size": settings.fft_size, "outputs": [str(p) for p in written]}
+            "channels": info_channels, "duration": len(mono) / sr, "seed": events.seed, "events": len(events),
+            "components": len(kit.labels) + int(extra_components), "counts": counts,
+            "window_size": settings.window_size, "hop_size": settings.hop_size, "fft_size": settings.fft_size,
+            "outputs": [str(p) for p in written]}
     return JobResult(written, info, events)
 
 
@@ -967,5 +999,6 @@ def sines_job(
 __all__ = [
     "SCRATCH_ABOVE_BYTES", "JobResult", "cross_job", "decompose_job", "demo_job", "filter_job", "istft_job",
     "learn_job", "match_job", "morph_job", "output_names", "pick_channel", "read_channel", "seed_job",
-    "sines_job", "stem_labels", "stft_job", "summary", "track_job", "tracks_csv", "write_decomposition",
+    "sines_job", "stack_kits_job", "stem_labels", "stft_job", "summary", "track_job", "tracks_csv",
+    "write_decomposition",
 ]

@@ -118,6 +118,8 @@ def learn_bases(
     iterations: int = 100,
     seed: int = -1,
     sample_rate: int | None = None,
+    *,
+    max_memory: int | None = None,
 ) -> Kit:
     """Learn ``components_per_file`` bases from each example and stack them into one kit.
 
@@ -132,6 +134,8 @@ def learn_bases(
         iterations: NMF iterations for each example. seed: the start of every example's NMF
             (-1 draws one, recorded as ``kit.seed`` and in the sidecar; >= 0 reproduces a kit).
         sample_rate: Hz of array examples (files carry their own).
+        max_memory: refuse (before allocating) an example whose decomposition is estimated to
+            need more bytes than this (default: the memory available now).
 
     Returns:
         :class:`Kit` with bases of shape (fft_size // 2 + 1, templates).
@@ -161,7 +165,7 @@ def learn_bases(
             rates[str(example) if stem else f"example {i + 1}"] = sr
         res = decompose(data, components=components_per_file, iterations=iterations, window_size=settings.window_size,
                         hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
-                        precision="float64")
+                        precision="float64", max_memory=max_memory)
         label = labels[i] if labels is not None else (stem or f"example{i + 1}")
         for j in range(components_per_file):
             columns.append(res.bases[:, j])
@@ -173,16 +177,58 @@ def learn_bases(
         raise BufNMFError(f"the examples have different sample rates ({detail}): resample them to one rate")
     bases = np.stack(columns, axis=1).astype(np.float64)
     if merge_labels:
-        order = list(dict.fromkeys(names))
-        merged = np.stack([bases[:, [n == lab for n in names]].mean(axis=1) for lab in order], axis=1)
-        norms = np.linalg.norm(merged, axis=0)
-        bases = merged / np.where(norms > 0, norms, 1.0)
         group_of = dict(zip(names, groups, strict=True))
-        names = order
-        groups = [group_of[n] for n in order]
+        bases, names = merge_columns(bases, names)
+        groups = [group_of[n] for n in names]
     return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
                next(iter(rates.values()), None), sources, seed=seed,
                groups=groups if components_per_file > 1 else None)
+
+
+def merge_columns(bases: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Average the columns of ``bases`` (bins, n) that share a label, then give each unit L2 norm.
+
+    Returns:
+        float64 (bins, distinct labels) and the labels in order of first appearance.
+    """
+    order = list(dict.fromkeys(labels))
+    merged = np.stack([bases[:, [n == lab for n in labels]].mean(axis=1) for lab in order], axis=1)
+    norms = np.linalg.norm(merged, axis=0)
+    return merged / np.where(norms > 0, norms, 1.0), order
+
+
+def stack_kits(kits: Sequence[Kit], merge_labels: bool = False) -> Kit:
+    """One kit from several (e.g. one learnt per example file, in parallel): their templates side by side.
+
+    Stacking the kits that :func:`learn_bases` learns from each example alone, with the same seed and
+    settings, gives what it learns from all examples at once (``merge_labels`` included).
+
+    Raises:
+        BufNMFError: no kits, or kits with different FFT settings, sample rates or seeds.
+    """
+    if not kits:
+        raise BufNMFError("stack_kits needs at least one kit")
+    first = kits[0]
+    for kit in kits[1:]:
+        first.check_compatible(kit.settings, kit.sample_rate, "kit stacked onto the first")
+        if kit.bases.shape[0] != first.bases.shape[0]:
+            raise BufNMFError(f"kits have {first.bases.shape[0]} and {kit.bases.shape[0]} rows: stack kits learnt "
+                              "with one FFT size")
+    seeds = {kit.seed for kit in kits}
+    if len(seeds) > 1:
+        raise BufNMFError(f"the kits were learnt with different seeds ({', '.join(sorted(map(str, seeds)))}): "
+                          "learn them with one seed")
+    bases = np.concatenate([kit.bases for kit in kits], axis=1).astype(np.float64)
+    names = [lab for kit in kits for lab in kit.labels]
+    groups = [g for kit in kits for g in (kit.groups if kit.groups is not None else kit.labels)]
+    if merge_labels:
+        group_of = dict(zip(names, groups, strict=True))
+        bases, names = merge_columns(bases, names)
+        groups = [group_of[n] for n in names]
+    rate = next((kit.sample_rate for kit in kits if kit.sample_rate is not None), None)
+    return Kit(bases.astype(np.float32), names, first.window_size, first.hop_size, first.fft_size, rate,
+               [src for kit in kits for src in kit.sources], seed=first.seed,
+               groups=groups if any(kit.groups is not None for kit in kits) else None)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:
@@ -274,7 +320,10 @@ def _kit_from_sidecar(path: str | os.PathLike[str], bases: np.ndarray, meta_path
     if bases.shape[0] != f // 2 + 1:
         raise BufNMFError(f"kit {path} has {bases.shape[0]} rows but its description says fft_size {f} "
                           f"({f // 2 + 1} rows)")
-    return Kit(bases.astype(np.float32), labels, w, h, f, sr, seed=kit_seed, groups=groups)
+    sources = meta.get("sources") or []
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        raise bad("sources", f"must be a list of file names, got {sources!r:.80}")
+    return Kit(bases.astype(np.float32), labels, w, h, f, sr, sources, seed=kit_seed, groups=groups)
 
 
 def _numbered_groups(labels: list[str]) -> list[str] | None:

@@ -101,6 +101,8 @@ def track(
     hop_size: int | None = None,
     fft_size: int | None = None,
     extra_components: int = 0,
+    *,
+    max_memory: int | None = None,
 ) -> Events:
     """Decompose ``source`` with fixed bases and return the onsets of each component, in time order.
 
@@ -121,6 +123,8 @@ def track(
         window_size, hop_size, fft_size: FFT settings; the kit's when none is given
             (see :meth:`Kit.settings_for`; 1024/-1/-1 for a bases array).
         extra_components: free components learnt beside the kit to absorb other sounds.
+        max_memory: refuse (before allocating) a decomposition estimated to need more bytes than
+            this (default: the memory available now), as :func:`bufnmf.decompose`.
 
     Returns:
         :class:`Events`, sorted by time.
@@ -155,7 +159,7 @@ def track(
     K = bases.shape[1]
     res = decompose(mono, components=K, iterations=iterations, window_size=settings.window_size,
                     hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, bases=bases,
-                    bases_mode="fixed", resynth=False, extra_components=extra_components)
+                    bases_mode="fixed", resynth=False, extra_components=extra_components, max_memory=max_memory)
     hop_seconds = res.hop_size / rate
     sounds = list(dict.fromkeys(names))
     acts = np.stack([res.activations[:, [i for i, n in enumerate(names) if n == sound]].sum(axis=1, dtype=np.float64)

@@ -69,7 +69,8 @@ def engine_options(f: F) -> F:
                      help="Run on an existing Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
                           "corpus and OUTDIR at the same paths.")(f)
     return click.option("--workers", type=int, default=None,
-                        help="Worker processes of the local cluster [default: one per core].")(f)
+                        help="Worker processes of the local cluster, each doing one file at a time on one core "
+                             "[default: one per core].")(f)
 
 
 def corpus_args(f: F) -> F:

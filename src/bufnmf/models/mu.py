@@ -370,6 +370,11 @@ def multiplicative_update(
     penalties = Penalties(float(sparsity), float(continuity),
                           float(V.mean(dtype=np.float64)) if (sparsity or continuity) else 1.0, beta)
     semi = w_mask & _mask(anchored, K) if adapt is not None else np.zeros(K, dtype=bool)
+    if semi.any() and normalise_bases:  # anchors of unit norm, as the bases they are blended with (the
+        norms = np.sqrt(np.einsum("ij,ij->j", W, W))  # model unchanged)
+        norms = np.where(w_mask & (norms > 0), norms, 1.0).astype(dtype)
+        W /= norms
+        H *= norms[:, None]
     W0 = W.copy() if semi.any() else None
     fast = (beta == 1.0 and before_h is None and not penalties.active
             and (h_mask.all() or not h_mask.any()))

@@ -136,6 +136,11 @@ def nmfd_update(
     check_options(beta, float(sparsity), 0.0, adapt)
     penalties = Penalties(float(sparsity), 0.0, float(V.mean(dtype=np.float64)) if sparsity else 1.0, beta)
     semi = w_mask & _mask(anchored, K) if adapt is not None else np.zeros(K, dtype=bool)
+    if normalise_bases and w_mask.any():  # start from unit templates (the model unchanged), so the
+        norms = np.sqrt(np.einsum("fkt,fkt->k", W, W))  # pull toward them compares like with like
+        norms = np.where(w_mask & (norms > 0), norms, 1.0)
+        W /= norms[None, :, None]
+        H *= norms[:, None].astype(dtype)
     W0 = W.copy() if semi.any() else None
     bg = None if background is None else np.asarray(background, dtype=dtype)
     eps = dtype.type(EPS)

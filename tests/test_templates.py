@@ -30,7 +30,7 @@ def kit(synth):
     _, stems, onsets = synth
     # one isolated hit of each drum, cut from its stem
     hits = [stems[d][int(onsets[d][0] * SR): int(onsets[d][0] * SR) + 8000] for d in DRUMS]
-    return bufnmf.learn_bases(hits, labels=list(DRUMS), sample_rate=SR)
+    return bufnmf.learn_bases(hits, labels=list(DRUMS), sample_rate=SR, method="flucoma")
 
 
 def test_learn_bases_shapes_labels_and_norms(kit):
@@ -207,10 +207,22 @@ def test_cli_learn_decompose_track(tmp_path, capsys, synth, kit):
         hits.append(p)
     loop = tmp_path / "loop.wav"
     sf.write(loop, mix, SR, subtype="FLOAT")
-    code, _, err = run(["learn", *hits, "-o", tmp_path / "kit.wav"], capsys)
+    # by default drum labels learn NMFD templates: 8 frames each, side by side in the buffer
+    code, _, err = run(["learn", *hits, "-o", tmp_path / "nmfd.wav"], capsys)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "nmfd.json").read_text())
+    assert meta["labels"] == list(DRUMS) and meta["method"] == "percussive" and meta["frames"] == 8
+    assert sf.read(tmp_path / "nmfd.wav")[0].shape == (513, 24)
+    code, _, err = run(["track", loop, "--bases", tmp_path / "nmfd.wav", "-o", tmp_path / "nmfd.csv"], capsys)
+    assert code == 0, err
+    rows = (tmp_path / "nmfd.csv").read_text().splitlines()
+    assert rows[0] == "time,label,strength,end,velocity,pitch"
+    assert len(rows) - 1 == sum(len(v) for v in onsets.values())
+    # FluCoMa's bases (what decompose --bases takes): one spectrum per drum
+    code, _, err = run(["learn", *hits, "-o", tmp_path / "kit.wav", "--method", "flucoma"], capsys)
     assert code == 0, err
     meta = json.loads((tmp_path / "kit.json").read_text())
-    assert meta["labels"] == list(DRUMS)
+    assert meta["labels"] == list(DRUMS) and meta["method"] == "flucoma"
     assert sf.read(tmp_path / "kit.wav")[0].shape == (513, 3)
 
     out = tmp_path / "parts"

@@ -45,12 +45,12 @@ from ..dsp.bands import log_bands
 from ..dsp.fft import EPS, FFTSettings, resolve_fft_settings
 from ..dsp.onsets import Onset, OnsetPicker, mix_growth, owned_flux
 from ..dsp.random import flucoma_init
-from ..dsp.stft import stft_complex
+from ..dsp.stft import istft, stft_complex
 from ..dsp.stream import Framer, _as_block
 from ..errors import BufNMFError
 from ..io.events import Event, note_number
 from ..models.mu import multiplicative_update
-from ..models.nmfd import OnlineNMFD, nmfd_update
+from ..models.nmfd import OnlineNMFD, conv_model, nmfd_update
 from .kits import Kit, check_method, load_kit, method_for
 
 #: Tracking methods (see the module docstring).
@@ -630,6 +630,86 @@ def track(
             out.append(e)
     out.sort(key=lambda e: (e.time, e.label))
     return Events(out, seed, name)
+
+
+@dataclass
+class Separation:
+    """What :func:`separate` returns.
+
+    Attributes:
+        stems: float32 (samples, G): one mono signal per sound of the kit, in the kit's order of
+            sounds; together they sum to the source (to float rounding).
+        labels: the sounds, (G,). method: the method that fitted the kit.
+        seed: the seed of the "flucoma" method's start (-1 draws one; the others do not draw).
+    """
+
+    stems: np.ndarray
+    labels: list[str]
+    method: str
+    seed: int
+
+
+def separate(
+    source: object,
+    kit: Kit | np.ndarray | str | os.PathLike[str],
+    labels: Sequence[str] | None = None,
+    sample_rate: int | None = None,
+    *,
+    method: str = "auto",
+    iterations: int | None = None,
+    seed: int = -1,
+    window_size: int | None = None,
+    hop_size: int | None = None,
+    fft_size: int | None = None,
+) -> Separation:
+    """One stem per sound of a kit: the kit fitted to ``source`` as :func:`track` fits it, then
+    soft masks (each sound's model over the sum of all, FluCoMa's masks) on the source's STFT.
+
+    The "flucoma" method is :func:`bufnmf.decompose` with the kit's bases fixed (a sound's
+    columns summed); "percussive" and "pitched" mask with the fitted templates' models (NMFD:
+    each template convolved with its activation), in the STFT's own bins.
+
+    Args:
+        source, kit, labels, sample_rate, method, iterations, seed, window_size, hop_size,
+            fft_size: as :func:`track`.
+
+    Returns:
+        :class:`Separation`: ``stems`` (samples, G) float32.
+    """
+    mono, rate, k, bases, names, settings = _inputs(source, kit, labels, sample_rate, window_size, hop_size,
+                                                    fft_size)
+    name = _resolve(k, method)
+    seed = resolve_seed(seed)
+    its = None if iterations is None else as_int("iterations", iterations)
+    if its is not None and its < 1:
+        raise BufNMFError(f"iterations must be at least 1, got {its}")
+    sounds = list(dict.fromkeys(names))
+    if name == "flucoma":
+        res = decompose(mono, components=bases.shape[1], iterations=100 if its is None else its,
+                        window_size=settings.window_size, hop_size=settings.hop_size, fft_size=settings.fft_size,
+                        seed=seed, bases=bases, bases_mode="fixed")
+        assert res.resynth is not None
+        stems = np.stack([res.resynth[:, [i for i, n in enumerate(names) if n == sound]].sum(axis=1)
+                          for sound in sounds], axis=1)
+        return Separation(stems.astype(np.float32), sounds, name, res.seed)
+    preset = _preset(name, {"iterations": its})
+    W3, cols = _kit_templates(k, bases, names)
+    tpl = _templates(W3, cols, settings, rate, preset)
+    X = stft_complex(np.asarray(mono, dtype=np.float64), settings, dtype=np.complex128)
+    Vfit = _to_fit(np.abs(X), tpl)
+    Wf, H = _fit(Vfit, tpl, preset, 0, seed)
+    # the models in the STFT's bins: fitted in log bands only with fixed templates (the linear ones then)
+    W = Wf if tpl.bands is None else tpl.W
+    total = conv_model(W, H)
+    G = tpl.G
+    share = np.float64(EPS) / G  # silent bins are shared equally: the stems sum to the source
+    den = total + EPS
+    out = np.empty((mono.shape[0], G), dtype=np.float32)
+    for g in range(G):
+        cols_g = np.flatnonzero(tpl.groups == g)
+        model = conv_model(W[:, cols_g], H[cols_g])
+        out[:, g] = istft(X * ((model + share) / den), settings, mono.shape[0])
+    return Separation(out, tpl.sounds, name, seed)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import mido
 import numpy as np
@@ -255,21 +254,3 @@ def test_cli_learn_decompose_track(tmp_path, capsys, synth, kit):
                         "--note", "kick"], capsys)
     assert code == 2 and "LABEL=NUMBER" in err
     assert not (tmp_path / "ev.json").exists()
-
-
-@pytest.mark.slow
-def test_tracking_floors_on_real_recordings(data_dir):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_tracking",
-                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "tracking.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    dr = bench.drums(data_dir)
-    for name in DRUMS:
-        assert dr["onset_f"][name] >= 0.95, name
-    # measured: kick 23.9, snare 13.1, hihat 12.3, mean 16.4 dB
-    assert dr["sdr_db"]["kick"] >= 22.5 and dr["sdr_db"]["snare"] >= 12.0 and dr["sdr_db"]["hihat"] >= 11.0
-    assert dr["mean_sdr_db"] >= 15.5
-    pi = bench.piano(data_dir)
-    assert pi["note_onset_f"] >= 0.95  # measured 1.0

@@ -265,7 +265,10 @@ def learn_bases(
         else:
             res = decompose(data, components=components_per_file, iterations=iterations,
                             window_size=settings.window_size, hop_size=settings.hop_size,
-                            fft_size=settings.fft_size, seed=seed, resynth=False, precision="float64")
+                            fft_size=settings.fft_size, seed=seed, resynth=False, precision="float64",
+                            # one or a few bases per example: whole-matrix NumPy is faster than the fused
+                            # kernels' passes over a long window's 4097 bins (5x on the 88 keys)
+                            kernel="numpy" if method == "pitched" else "auto")
             for j in range(components_per_file):
                 columns.append(res.bases[:, j : j + 1].astype(np.float64))
                 names.append(label if components_per_file == 1 else f"{label}-{j + 1}")

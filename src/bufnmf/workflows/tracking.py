@@ -453,9 +453,10 @@ def _fit(V: np.ndarray, tpl: _Templates, preset: Preset, extra: int, seed: int) 
 
 def _inputs(source: object, kit: Kit | np.ndarray | str | os.PathLike[str], labels: Sequence[str] | None,
             sample_rate: float | None, window_size: int | None, hop_size: int | None,
-            fft_size: int | None) -> tuple[np.ndarray, float, Kit | None, np.ndarray, list[str], FFTSettings]:
+            fft_size: int | None, who: str = "track",
+            ) -> tuple[np.ndarray, float, Kit | None, np.ndarray, list[str], FFTSettings]:
     data, sr = load_source(source)
-    mono = require_mono(data, "track")
+    mono = require_mono(data, who)
     given = sample_rate if sample_rate is not None else sr
     if given is None:
         raise BufNMFError("sample_rate is needed to give event times in seconds: pass sample_rate=<Hz>")
@@ -652,9 +653,9 @@ class Separation:
 def separate(
     source: object,
     kit: Kit | np.ndarray | str | os.PathLike[str],
+    *,
     labels: Sequence[str] | None = None,
     sample_rate: int | None = None,
-    *,
     method: str = "auto",
     iterations: int | None = None,
     seed: int = -1,
@@ -677,7 +678,7 @@ def separate(
         :class:`Separation`: ``stems`` (samples, G) float32.
     """
     mono, rate, k, bases, names, settings = _inputs(source, kit, labels, sample_rate, window_size, hop_size,
-                                                    fft_size)
+                                                    fft_size, "separate")
     name = _resolve(k, method)
     seed = resolve_seed(seed)
     its = None if iterations is None else as_int("iterations", iterations)

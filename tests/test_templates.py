@@ -48,8 +48,9 @@ def test_several_bases_per_file_and_merged_labels(synth):
     k2 = bufnmf.learn_bases([stems["snare"], stems["hihat"]], components_per_file=2, sample_rate=SR)
     assert k2.labels == ["example1-1", "example1-2", "example2-1", "example2-2"]
     merged = bufnmf.learn_bases([stems["snare"][:30000], stems["snare"][30000:], stems["kick"]],
-                                labels=["snare", "snare", "kick"], merge_labels=True, sample_rate=SR)
-    single = bufnmf.learn_bases([stems["snare"][:30000], stems["snare"][30000:]], labels=["a", "b"], sample_rate=SR)
+                                labels=["snare", "snare", "kick"], merge_labels=True, sample_rate=SR, method="flucoma")
+    single = bufnmf.learn_bases([stems["snare"][:30000], stems["snare"][30000:]], labels=["a", "b"], sample_rate=SR,
+                                method="flucoma")
     assert merged.labels == ["snare", "kick"] and merged.bases.shape == (513, 2)
     mean = single.bases.mean(axis=1)
     np.testing.assert_allclose(merged.bases[:, 0], mean / np.linalg.norm(mean), atol=1e-6)

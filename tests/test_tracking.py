@@ -299,3 +299,29 @@ def test_separate_gives_stems_that_sum_to_the_source():
     for k, (s0, s1) in enumerate(((1000, 7000), (20000, 26000))):
         inside = np.sum(sep.stems[s0:s1, k] ** 2)
         assert inside > 0.9 * np.sum(sep.stems[:, k] ** 2)
+
+
+def test_old_kits_and_bare_bases_track_as_before(tmp_path):
+    """Kits that do not record a method (bufnmf 0.1's, bare buffers, arrays) track with "flucoma"."""
+    from bufnmf.demo import drum_loop
+
+    sr = 44100
+    mix, stems, onsets = drum_loop(seconds=3.0, sr=sr)
+    hits = [stems[d][int(onsets[d][0] * sr) : int(onsets[d][0] * sr) + 8000] for d in ("kick", "snare", "hihat")]
+    kit = bufnmf.learn_bases(hits, labels=["kick", "snare", "hihat"], sample_rate=sr, seed=0, method="flucoma")
+    bufnmf.save_kit(kit, tmp_path / "kit.wav")
+    meta = json.loads((tmp_path / "kit.json").read_text())
+    del meta["method"], meta["frames"]  # as bufnmf 0.1 wrote it
+    (tmp_path / "kit.json").write_text(json.dumps(meta))
+    old = bufnmf.load_kit(tmp_path / "kit.wav")
+    assert old.method is None
+    ref = bufnmf.track(mix, kit, sample_rate=sr, seed=0, method="flucoma")
+    assert ref.method == "flucoma" and len(ref) == sum(len(v) for v in onsets.values())
+    for given in (old, kit, kit.bases):
+        got = bufnmf.track(mix, given, sample_rate=sr, seed=0, labels=None if isinstance(given, bufnmf.Kit)
+                           else ["kick", "snare", "hihat"])
+        assert got.method == "flucoma"
+        assert [(e.time, e.label, e.strength, e.end, e.velocity) for e in got] == \
+               [(e.time, e.label, e.strength, e.end, e.velocity) for e in ref]
+    # the new methods stay selectable for them
+    assert bufnmf.track(mix, old, sample_rate=sr, method="percussive").method == "percussive"

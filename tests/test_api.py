@@ -116,6 +116,8 @@ MONO_FUNCTIONS = {
     "cross (source)": lambda x, b: bufnmf.cross(x, x[:, 0]),
     "cross (target)": lambda x, b: bufnmf.cross(x[:, 0], x),
     "track": lambda x, b: bufnmf.track(x, b, sample_rate=SR),
+    "separate": lambda x, b: bufnmf.separate(x, b, sample_rate=SR),
+    "Tracker.process": lambda x, b: bufnmf.Tracker(bufnmf.learn_bases([x[:, 0]], sample_rate=SR)).process(x),
     "learn_bases": lambda x, b: bufnmf.learn_bases([x]),
     "NMFMatch.process": lambda x, b: bufnmf.NMFMatch(b).process(x),
     "NMFFilter.process": lambda x, b: bufnmf.NMFFilter(b).process(x),

@@ -71,10 +71,19 @@ def test_layers_import_one_way():
 
 
 def test_one_update_rule_and_one_overlap_add():
-    """No module but models/mu.py (and its numba fast path) updates W or H; one overlap-add."""
+    """No module but models/mu.py (and its numba fast path) and the convolutive model, models/nmfd.py,
+    updates W or H; NMFD is a second model, not a second rule: its steps are mu.py's terms (w_factor,
+    h_terms, penalise_h, blend_toward) applied over its templates' frames. One overlap-add."""
     update = re.compile(r"\b[WH]\s*(\[[^\]]*\])?\s*\*=")
     writers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if update.search(p.read_text()))
-    assert writers == ["models/_kernels.py", "models/mu.py"]  # the rule and its compiled fast path
+    assert writers == ["models/_kernels.py", "models/mu.py", "models/nmfd.py"]
+    term = re.compile(r"def (_ratios|w_factor|h_terms|penalise_h|blend_toward|_gamma)\(")
+    definers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if term.search(p.read_text()))
+    assert definers == ["models/mu.py"]  # the rule's terms exist once
+    nmfd = (SRC / "models" / "nmfd.py").read_text()
+    for name in ("w_factor(", "h_terms(", "penalise_h(", "blend_toward("):
+        assert name in nmfd, name  # NMFD's steps are the rule's terms
+    assert not re.search(r"\bV\s*/|\*\*\s*\(beta", nmfd)  # and it forms no ratio of its own
     mu = (SRC / "models" / "mu.py").read_text()
     assert mu.count("kern.w_pass(") == 1 and mu.count("kern.h_pass(") == 1  # called from the rule only
     for path in SRC.rglob("*.py"):

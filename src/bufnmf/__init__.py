@@ -24,7 +24,7 @@ from .dsp.fft import FFTSettings, resolve_fft_settings
 from .errors import BufNMFError, BufNMFWarning, Cancelled
 from .io.events import Event
 from .workflows.kits import Kit, learn_bases, load_kit, save_kit
-from .workflows.tracking import Events, track
+from .workflows.tracking import Events, Separation, Tracker, TrackerOutput, separate, track
 
 __all__ = [
     "BufNMFError",
@@ -41,8 +41,11 @@ __all__ = [
     "STFTResult",
     "SeedResult",
     "SeededArray",
+    "Separation",
     "Sines",
     "SinesResult",
+    "Tracker",
+    "TrackerOutput",
     "__version__",
     "cross",
     "decompose",
@@ -56,6 +59,7 @@ __all__ = [
     "nmf_seed",
     "resolve_fft_settings",
     "save_kit",
+    "separate",
     "sines",
     "stft",
     "track",

@@ -72,9 +72,12 @@ def output_options(f: F) -> F:
     return click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
 
 
-def fft_options(kit: bool = False) -> Callable[[F], F]:
-    """--window-size, --hop-size, --fft-size; with ``kit``, all three are the kit's when none is given."""
+def fft_options(kit: bool = False, method: bool = False) -> Callable[[F], F]:
+    """--window-size, --hop-size, --fft-size; with ``kit``, all three are the kit's when none is given;
+    with ``method``, the learning method's when none is given."""
     tail = ", or the kit's when none is given" if kit else ""
+    if method:
+        tail = ", or the method's when none is given"
 
     def deco(f: F) -> F:
         f = click.option("--fft-size", type=int, default=None,

@@ -33,14 +33,27 @@ class Event:
     Attributes:
         time: onset in seconds from the start of the source.
         label: the component's label.
-        strength: the activation's peak after the onset, 0..1 (1 = the loudest activation of the source).
-        end: when the activation fell below the release threshold (seconds), for note-offs.
+        strength: how loud the event is, 0..1 (1 = the loudest of the source: the FluCoMa method's
+            activation peak; the other methods' level of the sound, in the mix's units, relative
+            to the loudest event's).
+        end: when the sound stopped (seconds), for note-offs (``math.inf`` while a streaming
+            tracker has not seen it end).
+        velocity: MIDI velocity 1..127 (None: from ``strength``, as the FluCoMa method's events).
+        pitch: the MIDI note of a note-name label (C4 = 60), else None.
     """
 
     time: float
     label: str
     strength: float
     end: float
+    velocity: int | None = None
+    pitch: int | None = None
+
+    @property
+    def midi_velocity(self) -> int:
+        """The velocity a MIDI file gets: ``velocity``, else ``round(127 * strength)``, 1..127."""
+        v = self.velocity if self.velocity is not None else round(self.strength * 127)
+        return int(np.clip(v, 1, 127))
 
 
 def note_number(label: str) -> int | None:
@@ -53,6 +66,22 @@ def note_number(label: str) -> int | None:
     return n if 0 <= n <= 127 else None
 
 
+_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+
+
+def note_name(number: int) -> str:
+    """The note name of a MIDI note (60 -> C4, 61 -> Db4; flats, as the piano88 files are named)."""
+    n = int(number)
+    if not 0 <= n <= 127:
+        raise BufNMFError(f"MIDI note {n} is outside 0..127")
+    return f"{_NAMES[n % 12]}{n // 12 - 1}"
+
+
+def is_note_name(label: str) -> bool:
+    """Whether a label is a note name (C4, F#3, Bb2) of a MIDI note."""
+    return note_number(label) is not None
+
+
 def note_hz(label: str) -> float | None:
     """Frequency of a note-name label (A4 = 440 Hz), else None."""
     n = note_number(label)
@@ -60,14 +89,21 @@ def note_hz(label: str) -> float | None:
 
 
 def events_to_text(events: Sequence[Event], fmt: str) -> str:
-    """Events as CSV (columns time,label,strength,end) or JSON (a list of objects)."""
+    """Events as CSV (columns time,label,strength,end, then velocity,pitch when the events have them)
+    or JSON (a list of objects; velocity and pitch only where known)."""
+    extra = any(e.velocity is not None or e.pitch is not None for e in events)
     if fmt == "json":
-        return json.dumps([asdict(e) for e in events], indent=1) + "\n"
+        rows = [{k: v for k, v in asdict(e).items() if v is not None or k not in ("velocity", "pitch")}
+                for e in events]
+        return json.dumps(rows, indent=1) + "\n"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time", "label", "strength", "end"])
+    writer.writerow(["time", "label", "strength", "end", *(["velocity", "pitch"] if extra else [])])
     for e in events:
-        writer.writerow([f"{e.time:.6f}", e.label, f"{e.strength:.6f}", f"{e.end:.6f}"])
+        row = [f"{e.time:.6f}", e.label, f"{e.strength:.6f}", f"{e.end:.6f}"]
+        if extra:
+            row += ["" if e.velocity is None else str(e.velocity), "" if e.pitch is None else str(e.pitch)]
+        writer.writerow(row)
     return buf.getvalue()
 
 
@@ -113,7 +149,8 @@ def note_map(labels: Sequence[str], overrides: Mapping[str, int] | None = None) 
 
 
 def events_to_midi(events: Sequence[Event], overrides: Mapping[str, int] | None = None, bpm: float = 120.0) -> bytes:
-    """A standard MIDI file (type 0): drums on channel 10, pitched labels on channel 1, velocity from strength."""
+    """A standard MIDI file (type 0): drums on channel 10 (General MIDI), pitched labels on channel 1;
+    note-on at ``time`` with the event's velocity (:attr:`Event.midi_velocity`), note-off at ``end``."""
     import mido
 
     mapping = note_map([e.label for e in events], overrides)
@@ -123,7 +160,7 @@ def events_to_midi(events: Sequence[Event], overrides: Mapping[str, int] | None 
     for e in events:
         note, drum = mapping[e.label]
         channel = 9 if drum else 0
-        vel = int(np.clip(round(e.strength * 127), 1, 127))
+        vel = e.midi_velocity
         on = round(e.time * ticks_per_second)
         off = max(on + 1, round(e.end * ticks_per_second))
         msgs.append((on, 1, mido.Message("note_on", note=note, velocity=vel, channel=channel)))

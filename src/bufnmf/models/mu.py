@@ -20,10 +20,30 @@ the updates monotone, as scikit-learn's ``_nmf.py``). At β = 1 these are FluCoM
 exactly (Lee and Seung 2001): the denominators are the row sums of H and the column sums of W.
 Bases are renormalised only when ``max(W) > eps``, as FluCoMa does; H is never renormalised.
 
+Beyond FluCoMa (keyword-only options, all off by default, so the default is FluCoMa's rule):
+
+- ``sparsity`` λ: an L1 penalty on what each component contributes, ``λ m^(β-1) sum_k |w_k|_1
+  sum_t h_kt`` added to the cost (``m`` the mean of V, which makes λ dimensionless: the result
+  does not depend on the input's scale nor on how the bases are normalised). In the H step it is
+  ``λ m^(β-1) |w_k|_1`` added to the denominator. **Under KL (β = 1) it only rescales H** by
+  ``1 / (1 + λ)``: the model's shape, its masks and any event picked from it do not change
+  (tested); it acts for β ≠ 1 only.
+- ``continuity`` μ: Virtanen's (2007) temporal continuity ``μ m^β sum_k sum_t (h_kt - h_k,t-1)^2 /
+  σ_k^2``, ``σ_k^2 = mean_t h_kt^2`` (scale-free in each row); its gradient's positive part goes to
+  the H step's denominator, its negative part to the numerator (Virtanen's split).
+- ``adapt`` p: semi-adaptive bases (Dittmar and Gärtner 2014): after each W step the learning
+  bases are pulled back toward their start ``W0``, ``W <- a W0 + (1 - a) W`` with
+  ``a = (1 - i / iterations)^p`` at iteration ``i`` (then renormalised): they start at the
+  templates and are released gradually toward the material. ``anchored`` says which learning
+  bases are pulled (free "everything else" components are not).
+
 Solvers apart from estimators: this module knows nothing of audio. :func:`multiplicative_update`
 runs from a start (see :func:`prepare_start`) with per-component update masks for W and H,
 progress reports and cancelling, an optional hook applied before each H step (BufNMFCross's
-constraints) and, at β = 1 without a hook, the fused numba kernels of :mod:`._kernels`.
+constraints) and, at β = 1 without a hook or penalties, the fused numba kernels of :mod:`._kernels`.
+The terms of each step (:func:`w_factor`, :func:`h_terms`, :func:`penalise_h`, :func:`blend_toward`)
+are shared with the convolutive model, :mod:`.nmfd`, which applies the same rule over its
+templates' frames.
 """
 
 from __future__ import annotations
@@ -85,7 +105,12 @@ def beta_divergence(V: np.ndarray, W: np.ndarray, H: np.ndarray, beta: float = 1
 
     At β = 1, terms with ``V == 0`` contribute ``WH``; at β <= 0, ``V`` is floored at eps.
     """
-    WH = np.maximum(W.astype(np.float64) @ H.astype(np.float64), EPS)
+    return divergence(V, W.astype(np.float64) @ H.astype(np.float64), beta)
+
+
+def divergence(V: np.ndarray, model: np.ndarray, beta: float = 1.0) -> float:
+    """``D_β(V | max(model, eps))`` in float64 for a model spectrogram (bins, frames) of any form."""
+    WH = np.maximum(model.astype(np.float64), EPS)
     V = V.astype(np.float64)
     if beta == 1:
         pos = V > 0
@@ -182,6 +207,109 @@ def _renormalise(W: np.ndarray, mask: np.ndarray, eps: float) -> None:
         W[:, mask] = normalise_columns(sub)
 
 
+def _model(W: np.ndarray, H: np.ndarray, eps: np.floating, background: np.ndarray | None) -> np.ndarray:
+    WH = W @ H
+    if background is not None:
+        WH += background
+    return np.maximum(WH, eps)
+
+
+def w_factor(V: np.ndarray, W: np.ndarray, H: np.ndarray, beta: float, eps: np.floating,
+             background: np.ndarray | None = None) -> np.ndarray:
+    """The W step's multiplicative factor, (bins, K): ``((V WH^(β-2)) H^T / max(WH^(β-1) H^T, eps))^γ``.
+
+    ``WH`` is ``max(W H + background, eps)``; ``background`` (bins, frames) is a fixed part of the
+    model (none by default).
+    """
+    num_r, den_r = _ratios(V, _model(W, H, eps, background), beta)
+    num = num_r @ H.T
+    den = np.maximum(H.sum(axis=1), eps) if den_r is None else np.maximum(den_r @ H.T, eps)
+    step = num / den
+    gamma = _gamma(beta)
+    if gamma != 1.0:
+        step **= gamma
+    return step
+
+
+def h_terms(V: np.ndarray, W: np.ndarray, H: np.ndarray, beta: float, eps: np.floating,
+            background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The H step's numerator ``W^T (V WH^(β-2))`` (K, frames) and denominator ``W^T WH^(β-1)``
+    ((K, frames), or (K, 1) at β = 1: the column sums of W), before penalties and the eps floor."""
+    num_r, den_r = _ratios(V, _model(W, H, eps, background), beta)
+    num = W.T @ num_r
+    den = W.sum(axis=0)[:, None] if den_r is None else W.T @ den_r
+    return num, den
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """Penalties on the activations (see the module docstring), made scale-free by ``scale = mean(V)``."""
+
+    sparsity: float = 0.0
+    continuity: float = 0.0
+    scale: float = 1.0
+    beta: float = 1.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sparsity or self.continuity)
+
+
+def continuity_gradients(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative parts of the gradient of Virtanen's temporal continuity, each (K, frames).
+
+    ``C(H) = sum_k (T / sum_t h_kt^2) sum_t (h_kt - h_k,t-1)^2`` for T frames: positive part
+    ``4 T h / sum h^2``, negative part ``2 T (h_t-1 + h_t+1) / sum h^2 + 2 T h sum d^2 / (sum h^2)^2``.
+    """
+    T = H.shape[1]
+    sq = np.maximum(np.einsum("kt,kt->k", H, H), EPS)[:, None]
+    d = np.diff(H, axis=1)
+    dsum = np.einsum("kt,kt->k", d, d)[:, None]
+    nb = np.zeros_like(H)
+    nb[:, 1:] += H[:, :-1]
+    nb[:, :-1] += H[:, 1:]
+    return 4.0 * T * H / sq, 2.0 * T * nb / sq + 2.0 * T * H * dsum / (sq * sq)
+
+
+def penalise_h(num: np.ndarray, den: np.ndarray, H: np.ndarray, mass: np.ndarray,
+               penalties: Penalties) -> tuple[np.ndarray, np.ndarray]:
+    """Add the penalties' terms to the H step's numerator and denominator.
+
+    ``mass`` (K,): each component's basis mass ``|w_k|_1`` (NMFD: its whole template's).
+    """
+    if penalties.sparsity:
+        den = den + (penalties.sparsity * penalties.scale ** (penalties.beta - 1.0)) * mass[:, None].astype(den.dtype)
+    if penalties.continuity:
+        pos, neg = continuity_gradients(H)
+        weight = penalties.continuity * penalties.scale**penalties.beta
+        num = num + weight * neg
+        den = den + weight * pos
+    return num, den
+
+
+def blend_toward(W: np.ndarray, W0: np.ndarray, mask: np.ndarray, iteration: int, iterations: int,
+                 adapt: float) -> None:
+    """Semi-adaptive bases: ``W[:, mask] <- a W0 + (1 - a) W`` in place, ``a = (1 - iteration / iterations)^adapt``.
+
+    ``W`` and ``W0`` (bins, K[, T]); ``mask`` (K,) the anchored bases.
+    """
+    if not mask.any():
+        return
+    a = (1.0 - iteration / iterations) ** adapt
+    W[:, mask] = a * W0[:, mask] + (1.0 - a) * W[:, mask]
+
+
+def check_options(beta: float, sparsity: float, continuity: float, adapt: float | None) -> None:
+    """Refuse options the rule cannot run with (ValueError naming the option)."""
+    for name, value in (("beta", beta), ("sparsity", sparsity), ("continuity", continuity)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    if sparsity < 0 or continuity < 0:
+        raise ValueError("sparsity and continuity must be >= 0")
+    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
+        raise ValueError(f"adapt must be a number > 0 (or None for no anchoring), got {adapt}")
+
+
 def multiplicative_update(
     V: np.ndarray,
     W: np.ndarray,
@@ -196,6 +324,10 @@ def multiplicative_update(
     progress: ProgressFn | None = None,
     track_divergence: bool = False,
     kernel: str = "auto",
+    sparsity: float = 0.0,
+    continuity: float = 0.0,
+    adapt: float | None = None,
+    anchored: bool | np.ndarray = True,
 ) -> NMFResult:
     """Run multiplicative β-divergence updates from a start (see :func:`prepare_start`).
 
@@ -215,7 +347,13 @@ def multiplicative_update(
             (the caller decides what stopping means: see ``NMFResult.iterations``).
         track_divergence: record the divergence after every iteration.
         kernel: "auto", "numba" (fused two-pass kernels, β = 1 only, see :mod:`._kernels`) or
-            "numpy" (whole-matrix NumPy operations). Other β, H masks and hooks run in NumPy.
+            "numpy" (whole-matrix NumPy operations). Other β, H masks, hooks and penalties run in NumPy.
+        sparsity: L1 weight on the components' contributions (dimensionless; 0: none). Under KL
+            it only rescales H (see the module docstring).
+        continuity: temporal-continuity weight (Virtanen 2007; dimensionless; 0: none).
+        adapt: semi-adaptive bases (Dittmar and Gärtner): None, or the exponent p > 0 of the pull
+            of the learning bases toward their start (see the module docstring).
+        anchored: which learning bases ``adapt`` pulls: True (all), or a (K,) boolean mask.
 
     Returns:
         :class:`NMFResult` with float arrays in ``V``'s dtype.
@@ -228,10 +366,22 @@ def multiplicative_update(
     w_mask = _mask(update_bases, K)
     h_mask = _mask(update_activations, K)
     beta = float(beta)
-    fast = beta == 1.0 and before_h is None and (h_mask.all() or not h_mask.any())
+    check_options(beta, float(sparsity), float(continuity), adapt)
+    penalties = Penalties(float(sparsity), float(continuity),
+                          float(V.mean(dtype=np.float64)) if (sparsity or continuity) else 1.0, beta)
+    semi = w_mask & _mask(anchored, K) if adapt is not None else np.zeros(K, dtype=bool)
+    if semi.any() and normalise_bases:  # anchors of unit norm, as the bases they are blended with (the
+        norms = np.sqrt(np.einsum("ij,ij->j", W, W))  # model unchanged)
+        norms = np.where(w_mask & (norms > 0), norms, 1.0).astype(dtype)
+        W /= norms
+        H *= norms[:, None]
+    W0 = W.copy() if semi.any() else None
+    fast = (beta == 1.0 and before_h is None and not penalties.active
+            and (h_mask.all() or not h_mask.any()))
     chosen = resolve_kernel(kernel, (V.shape[0], V.shape[1], K, iterations)) if fast else "numpy"
     if chosen == "numba":
-        return _numba(V, W, H, iterations, w_mask, bool(h_mask.any()), normalise_bases, progress, track_divergence)
+        return _numba(V, W, H, iterations, w_mask, bool(h_mask.any()), normalise_bases, progress, track_divergence,
+                      (W0, semi, float(adapt or 0.0)))
     eps = dtype.type(EPS)
     gamma = _gamma(beta)
     learn_w, all_w = bool(w_mask.any()), bool(w_mask.all())
@@ -240,25 +390,22 @@ def multiplicative_update(
     done = 0
     for it in range(iterations):
         if learn_w:
-            num_r, den_r = _ratios(V, np.maximum(W @ H, eps), beta)
-            num = num_r @ H.T
-            den = np.maximum(H.sum(axis=1), eps) if den_r is None else np.maximum(den_r @ H.T, eps)
-            step = num / den
-            if gamma != 1.0:
-                step **= gamma
+            step = w_factor(V, W, H, beta, eps)
             if all_w:
                 W *= step
             else:
                 W[:, w_mask] *= step[:, w_mask]
+            if W0 is not None:
+                blend_toward(W, W0, semi, it, iterations, float(adapt or 0.0))
             if normalise_bases:
                 _renormalise(W, w_mask, float(eps))
         if before_h is not None:
             H = np.ascontiguousarray(before_h(H, it), dtype=dtype)
         if learn_h:
-            num_r, den_r = _ratios(V, np.maximum(W @ H, eps), beta)
-            num = W.T @ num_r
-            den = np.maximum(W.sum(axis=0), eps)[:, None] if den_r is None else np.maximum(W.T @ den_r, eps)
-            step = num / den
+            num, den = h_terms(V, W, H, beta, eps)
+            if penalties.active:
+                num, den = penalise_h(num, den, H, W.sum(axis=0), penalties)
+            step = num / np.maximum(den, eps)
             if gamma != 1.0:
                 step **= gamma
             if all_h:
@@ -274,7 +421,8 @@ def multiplicative_update(
 
 
 def _numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mask: np.ndarray, learn_h: bool,
-           normalise_bases: bool, progress: ProgressFn | None, track_divergence: bool) -> NMFResult:
+           normalise_bases: bool, progress: ProgressFn | None, track_divergence: bool,
+           anchor: tuple[np.ndarray | None, np.ndarray, float]) -> NMFResult:
     """β = 1 through the fused kernels: the same updates as the NumPy loop, to float rounding."""
     from . import _kernels as kern
 
@@ -289,6 +437,7 @@ def _numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mask: n
     # term on the way; the last is sum_k (column sums of W)_k (row sums of H)_k (to eps, where WH
     # is below eps: 1e-16 per such cell). Only the final state needs a pass of its own.
     fuse = track_divergence and learn_w
+    W0, semi, adapt = anchor
     v_sum = float(V.sum(dtype=np.float64)) if fuse else 0.0
 
     def model_sum() -> float:
@@ -301,6 +450,8 @@ def _numba(V: np.ndarray, W: np.ndarray, H: np.ndarray, iterations: int, mask: n
             vlog = kern.w_pass(V, W, H, mask, eps, tasks, block, want)
             if want:
                 divs.append(float(vlog) - v_sum + wh_sum)
+            if W0 is not None:
+                blend_toward(W, W0, semi, it, iterations, adapt)
             if normalise_bases:
                 _renormalise(W, mask, eps)
         if learn_h:

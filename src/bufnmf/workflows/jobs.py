@@ -57,7 +57,7 @@ from ..io.audio import audio_info, display_name, is_stdin, read_audio, read_buff
 from ..io.events import events_to_midi, events_to_text, output_format
 from ..io.outputs import WAV_MAX_CHANNELS, OutputSet, audio_extension, check_audio_output
 from ..resources import memory_limit, page_releaser
-from .kits import Kit, learn_bases, load_kit, save_kit, sidecar, stack_kits
+from .kits import Kit, check_method, learn_bases, load_kit, save_kit, sidecar, stack_kits
 from .tracking import track
 
 ProgressCallback = Callable[[int, int], "bool | None"]
@@ -455,18 +455,22 @@ def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathL
               components_per_file: int = 1, labels: Sequence[str] | None = None, merge_labels: bool = False,
               iterations: int = 100, seed: int = -1, window_size: int | None = None, hop_size: int | None = None,
               fft_size: int | None = None, channel: Channel = None, max_memory: int | str | None = None,
-              force: bool = False) -> JobResult:
+              force: bool = False, method: str = "auto", frames: int | None = None) -> JobResult:
     """Learn a kit from example files and write it (``.wav``/``.npy`` buffer plus ``.json`` sidecar).
 
-    ``max_memory``: bytes or a size like "4G" that no example's decomposition may need (default: the
-    memory available now). The summary's ``durations`` are the examples' lengths in seconds.
+    ``method`` and ``frames``: as :func:`bufnmf.learn_bases` ("auto": "pitched" when every label is a
+    note name, else "percussive"); FFT settings left out are the method's. ``max_memory``: bytes or
+    a size like "4G" that no example's decomposition may need (default: the memory available now).
+    The summary's ``durations`` are the examples' lengths in seconds.
     """
     out = Path(output)
     examples = list(examples)
     if out.suffix.lower() not in (".wav", ".npy"):
         raise BufNMFError(f"kit output {out} must end in .wav or .npy")
     OutputSet.files([out, sidecar(out)], force=force, inputs=examples).check()
-    settings = fft_for(None, window_size, hop_size, fft_size, None)
+    check_method(method)
+    if window_size is not None or hop_size is not None or fft_size is not None:
+        fft_for(None, window_size, hop_size, fft_size, None)  # refuse bad settings before reading the examples
     sounds: list[object] = []
     durations: list[float] = []
     rate: int | None = None
@@ -480,14 +484,15 @@ def learn_job(examples: Sequence[str | os.PathLike[str]], output: str | os.PathL
         rate = sr
     names = list(labels) if labels else [Path(e).stem if not is_stdin(e) else "stdin" for e in examples]
     kit = learn_bases(sounds, components_per_file=components_per_file, labels=names, merge_labels=merge_labels,
-                      window_size=settings.window_size, hop_size=settings.hop_size, fft_size=settings.fft_size,
-                      iterations=iterations, seed=seed, sample_rate=rate, max_memory=_memory(max_memory))
+                      window_size=window_size, hop_size=hop_size, fft_size=fft_size,
+                      iterations=iterations, seed=seed, sample_rate=rate, method=method, frames=frames,
+                      max_memory=_memory(max_memory))
     kit.sources = [display_name(e) for e in examples]
     written = save_kit(kit, out, force=force, inputs=examples)
-    info = {"bufnmf_version": __version__, "labels": kit.labels, "sounds": kit.sounds,
-            "window_size": kit.window_size, "hop_size": kit.hop_size, "fft_size": kit.fft_size,
-            "sample_rate": kit.sample_rate, "seed": kit.seed, "examples": kit.sources, "durations": durations,
-            "outputs": [p.name for p in written]}
+    info = {"bufnmf_version": __version__, "labels": kit.labels, "sounds": kit.sounds, "method": kit.method,
+            "frames": kit.frames, "window_size": kit.window_size, "hop_size": kit.hop_size,
+            "fft_size": kit.fft_size, "sample_rate": kit.sample_rate, "seed": kit.seed, "examples": kit.sources,
+            "durations": durations, "outputs": [p.name for p in written]}
     return JobResult(written, info, kit)
 
 
@@ -505,9 +510,10 @@ def stack_kits_job(kits: Sequence[str | os.PathLike[str]], output: str | os.Path
     OutputSet.files([out, sidecar(out)], force=force, inputs=list(kits)).check()
     kit = stack_kits([load_kit(k) for k in kits], merge_labels=merge_labels)
     written = save_kit(kit, out, force=force, inputs=list(kits))
-    info = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
-            "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate, "seed": kit.seed,
-            "examples": kit.sources, "sounds": kit.sounds, "outputs": [p.name for p in written]}
+    info = {"bufnmf_version": __version__, "labels": kit.labels, "sounds": kit.sounds, "method": kit.method,
+            "frames": kit.frames, "window_size": kit.window_size, "hop_size": kit.hop_size, "fft_size": kit.fft_size,
+            "sample_rate": kit.sample_rate, "seed": kit.seed, "examples": kit.sources,
+            "outputs": [p.name for p in written]}
     return JobResult(written, info, kit)
 
 
@@ -534,18 +540,23 @@ def _note_overrides(notes: Mapping[str, int] | Sequence[str] | None) -> dict[str
 
 def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], output: str | os.PathLike[str], *,
               midi: str | os.PathLike[str] | None = None, notes: Mapping[str, int] | Sequence[str] | None = None,
-              threshold: float = 0.3, min_gap: float = 0.05, smooth: float = 0.0, release: float = 0.1,
-              iterations: int = 100, seed: int = -1, extra_components: int = 0, window_size: int | None = None,
-              hop_size: int | None = None, fft_size: int | None = None, channel: Channel = None,
-              max_memory: int | str | None = None, force: bool = False, format: str | None = None) -> JobResult:
+              threshold: float | None = None, min_gap: float | None = None, smooth: float | None = None,
+              release: float | None = None, iterations: int | None = None, seed: int = -1,
+              extra_components: int = 0, window_size: int | None = None, hop_size: int | None = None,
+              fft_size: int | None = None, channel: Channel = None, max_memory: int | str | None = None,
+              force: bool = False, format: str | None = None,
+              method: str = "auto", causal: bool = False, floor_db: float | None = None,
+              mask_db: float | None = None, retrigger: float | None = None, mix_rise: float | None = None,
+              release_db: float | None = None) -> JobResult:
     """Track a kit's sounds in an audio file: events as CSV or JSON (``format``, else by extension;
     ``-`` is standard output, CSV by default), and MIDI (``midi``).
 
     One event per onset of each sound of the kit (:attr:`Kit.sounds`: a kit learnt with
     ``components_per_file`` > 1 gives one event per hit, not one per column). ``notes``: MIDI
     notes for sounds (``{"kick": 36}`` or ``["kick=36"]``); they need ``midi`` and a sound of
-    the kit. ``max_memory``: bytes or a size like "4G" that the decomposition may not exceed
-    (default: the memory available now).
+    the kit. ``method``, ``causal`` and the picking options: as :func:`bufnmf.track` (None: the
+    method's defaults). ``max_memory``: bytes or a size like "4G" that the "flucoma" method's
+    decomposition may not exceed (default: the memory available now).
     """
     out = _single(output)
     fmt = output_format(out, format)
@@ -567,7 +578,8 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     events = track(mono, kit, sample_rate=sr, threshold=threshold, min_gap=min_gap, smooth=smooth, release=release,
                    iterations=iterations, seed=seed, window_size=settings.window_size,
                    hop_size=settings.hop_size, fft_size=settings.fft_size, extra_components=extra_components,
-                   max_memory=_memory(max_memory))
+                   method=method, causal=causal, floor_db=floor_db, mask_db=mask_db, retrigger=retrigger,
+                   mix_rise=mix_rise, release_db=release_db, max_memory=_memory(max_memory))
     midi_bytes = events_to_midi(events, overrides) if midi is not None else None
     with outputs:
         outputs.write_bytes(out, events_to_text(events, fmt).encode("utf-8", "surrogateescape"))
@@ -577,10 +589,10 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     sounds = list(dict.fromkeys(kit.sounds))
     counts = {lab: sum(e.label == lab for e in events) for lab in sounds}
     info = {"bufnmf_version": __version__, "source": display_name(source), "sample_rate": sr, "kit": str(bases),
-            "channels": info_channels, "duration": len(mono) / sr, "seed": events.seed, "events": len(events),
-            "components": len(kit.labels) + int(extra_components), "counts": counts,
-            "window_size": settings.window_size, "hop_size": settings.hop_size, "fft_size": settings.fft_size,
-            "outputs": [str(p) for p in written]}
+            "channels": info_channels, "duration": len(mono) / sr, "method": events.method, "causal": bool(causal),
+            "seed": events.seed, "events": len(events), "components": len(kit.labels) + int(extra_components),
+            "counts": counts, "window_size": settings.window_size, "hop_size": settings.hop_size,
+            "fft_size": settings.fft_size, "outputs": [str(p) for p in written]}
     return JobResult(written, info, events)
 
 
@@ -716,7 +728,7 @@ def match_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     kit = load_kit(bases)
     x, sr = read_channel(source, channel)
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {display_name(source)}")
-    acts = match(x, kit.bases, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
+    acts = match(x, kit.spectra, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
     times = np.arange(acts.shape[0]) * s.hop_size / sr  # frame k is complete (and reported) at sample k * hop
     if fmt == "json":
         text = json.dumps({"labels": kit.labels, "hop_seconds": s.hop_size / sr, "seed": acts.seed,
@@ -753,7 +765,7 @@ def filter_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], ou
     x, sr = read_channel(source, channel)
     check_audio_output(names[0], 1, sr, format, subtype)
     s = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {display_name(source)}")
-    parts = nmf_filter(x, kit.bases, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
+    parts = nmf_filter(x, kit.spectra, None, iterations, seed, s.window_size, s.hop_size, s.fft_size)
     with out:
         for k, name in enumerate(names):
             out.write_audio(name, parts[:, k : k + 1], sr, format=format, subtype=subtype)

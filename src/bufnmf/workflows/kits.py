@@ -3,6 +3,22 @@
 A kit is a bases buffer in FluCoMa layout (bins x templates, one column per basis, unit
 L2 norm) with a sidecar JSON file (same name, ``.json``) holding each basis's label and
 the FFT settings and sample rate it was learnt with.
+
+How a kit is learnt (``method``), chosen by default from its labels (see :func:`method_for`):
+
+- ``"percussive"`` (labels that are not note names): one NMFD template per example, its magnitude
+  spectrogram over ``frames`` (8) frames of a 1024/512 STFT from one frame before its steepest
+  rise, so the attack and the decay are both in the template. The buffer holds ``frames``
+  columns per template (template ``k``'s frames in columns ``k * frames ..``), each template
+  of unit L2 norm over all its frames.
+- ``"pitched"`` (every label a note name, C4, Bb2): one KL-NMF basis per example, as FluCoMa's,
+  on a long window (8192/512: 5.4 Hz bins, so low notes' partials are resolved).
+- ``"flucoma"``: FluCoMa's "Seeding BufNMF" workflow exactly: ``components_per_file`` KL-NMF
+  bases per example with BufNMF's defaults (1024/512).
+
+The sidecar records the method, the templates' frames and what tracking needs (see
+:data:`bufnmf.workflows.tracking.PRESETS`); kits written before (no method recorded) and bare
+buffers load as FluCoMa kits.
 """
 
 from __future__ import annotations
@@ -20,7 +36,14 @@ from ..checks import as_int, as_labels, resolve_seed
 from ..clients.bufnmf import decompose
 from ..clients.common import load_source, require_mono
 from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..dsp.stft import stft_complex
 from ..errors import BufNMFError, BufNMFWarning
+from ..io.events import is_note_name
+
+#: How kits are learnt: "auto" chooses from the labels (:func:`method_for`).
+LEARN_METHODS = ("auto", "percussive", "pitched", "flucoma")
+#: (window, hop, template frames) of each method's kits.
+KIT_SETTINGS = {"percussive": (1024, 512, 8), "pitched": (8192, 512, 1), "flucoma": (1024, -1, 1)}
 
 
 @dataclass
@@ -46,13 +69,31 @@ class Kit:
     settings_known: bool = True  # False for a bare buffer: only its row count is known
     seed: int | None = None  # the seed the kit was learnt with (None: unknown)
     groups: list[str] | None = None  # per column, the sound it belongs to (None: each column its own)
+    frames: int = 1  # frames per template (NMFD templates: > 1; then `bases` holds frames columns each)
+    method: str | None = None  # how it was learnt: "percussive", "pitched", "flucoma"; None: not recorded
 
     @property
     def sounds(self) -> list[str]:
-        """Per column, the sound it belongs to: the example's label for the bases learnt from one
+        """Per template, the sound it belongs to: the example's label for the bases learnt from one
         example (``--components-per-file N`` gives N columns ``kick-1 .. kick-N`` of the sound
-        ``kick``), else the column's own label. :func:`bufnmf.track` reports one event per sound."""
+        ``kick``), else the template's own label. :func:`bufnmf.track` reports one event per sound."""
         return list(self.groups) if self.groups is not None else list(self.labels)
+
+    @property
+    def templates(self) -> np.ndarray:
+        """The templates as (bins, K, frames) (a view of :attr:`bases`; frames = 1 for NMF bases)."""
+        return self.bases.reshape(self.bases.shape[0], -1, self.frames)
+
+    @property
+    def spectra(self) -> np.ndarray:
+        """One spectrum per template, (bins, K) float32 of unit L2 norm: the template summed over its
+        frames (the bases themselves for a kit of NMF bases). What objects that take one basis per
+        sound (NMFMatch, NMFFilter) use of an NMFD kit."""
+        if self.frames == 1:
+            return self.bases
+        S = self.templates.astype(np.float64).sum(axis=2)
+        norms = np.linalg.norm(S, axis=0)
+        return (S / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
     @property
     def settings(self) -> FFTSettings:
@@ -107,38 +148,72 @@ def _read(example: object, what: str) -> tuple[np.ndarray, int | None, str]:
     return require_mono(data, "learn_bases", what), sr, stem
 
 
+def method_for(labels: Sequence[str], components_per_file: int = 1) -> str:
+    """The method ``"auto"`` learns a kit with: "pitched" when every label is a note name (C4, F#3,
+    Bb2), else "percussive"; "flucoma" for several bases per example (``components_per_file`` > 1)
+    that are not notes (NMFD templates are one per example)."""
+    if labels and all(is_note_name(lab) for lab in labels):
+        return "pitched"
+    return "flucoma" if components_per_file > 1 else "percussive"
+
+
+def check_method(method: object, allowed: Sequence[str] = LEARN_METHODS, what: str = "method") -> str:
+    if not isinstance(method, str) or method not in allowed:
+        raise BufNMFError(f"{what} must be one of {', '.join(repr(m) for m in allowed)}, got {method!r}")
+    return method
+
+
+def attack_template(magnitudes: np.ndarray, frames: int) -> np.ndarray:
+    """An NMFD template from one example's magnitude spectrogram (bins, n): ``frames`` frames from one
+    frame before the steepest rise of its total magnitude (zeros past the example's end), (bins, frames)."""
+    total = magnitudes.sum(axis=0)
+    steepest = int(np.argmax(np.diff(total, prepend=0.0)))
+    start = max(0, steepest - 1)
+    out = np.zeros((magnitudes.shape[0], frames))
+    piece = magnitudes[:, start : start + frames]
+    out[:, : piece.shape[1]] = piece
+    return out
+
+
 def learn_bases(
     examples: Sequence[object],
     components_per_file: int = 1,
     labels: Sequence[str] | None = None,
     merge_labels: bool = False,
-    window_size: int = 1024,
-    hop_size: int = -1,
-    fft_size: int = -1,
+    window_size: int | None = None,
+    hop_size: int | None = None,
+    fft_size: int | None = None,
     iterations: int = 100,
     seed: int = -1,
     sample_rate: int | None = None,
     *,
     max_memory: int | None = None,
+    method: str = "auto",
+    frames: int | None = None,
 ) -> Kit:
-    """Learn ``components_per_file`` bases from each example and stack them into one kit.
+    """Learn templates from example sounds (one or ``components_per_file`` each) and stack them into one kit.
 
     Args:
         examples: mono audio file paths or arrays (samples,) (one channel each: pass ``x[:, c]``
             or ``bufnmf.mixdown(x)`` for several).
-        components_per_file: bases learnt from each example (>= 1).
+        components_per_file: NMF bases learnt from each example (>= 1; methods "flucoma" and "pitched").
         labels: one label per example (default: the file's stem, or ``example<i>`` for arrays);
             with several bases per file they are numbered ``label-1``, ``label-2``, ...
-        merge_labels: average the bases that share a label into one (then unit norm).
-        window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings).
+        merge_labels: average the templates that share a label into one (then unit norm).
+        window_size, hop_size, fft_size: FFT settings (FluCoMa's meanings); None: the method's
+            (percussive 1024/512, pitched 8192/512, flucoma 1024/-1/-1).
         iterations: NMF iterations for each example. seed: the start of every example's NMF
             (-1 draws one, recorded as ``kit.seed`` and in the sidecar; >= 0 reproduces a kit).
         sample_rate: Hz of array examples (files carry their own).
         max_memory: refuse (before allocating) an example whose decomposition is estimated to
             need more bytes than this (default: the memory available now).
+        method: "auto" (default: :func:`method_for` the labels), "percussive" (NMFD templates of
+            ``frames`` frames), "pitched" (one NMF basis per note on a long window) or "flucoma"
+            (FluCoMa's workflow exactly); see the module docstring.
+        frames: frames per NMFD template ("percussive"; default 8).
 
     Returns:
-        :class:`Kit` with bases of shape (fft_size // 2 + 1, templates).
+        :class:`Kit`: bases of shape (fft_size // 2 + 1, templates * frames), float32.
     """
     examples = list(examples)
     if not examples:
@@ -151,10 +226,31 @@ def learn_bases(
     components_per_file = as_int("components_per_file", components_per_file)
     if components_per_file < 1:
         raise BufNMFError(f"components_per_file must be at least 1, got {components_per_file}")
-    settings = resolve_fft_settings(window_size, hop_size, fft_size)
+    check_method(method)
+    if method == "auto":
+        names = list(labels) if labels is not None else [
+            Path(e).stem if isinstance(e, (str, os.PathLike)) else f"example{i + 1}" for i, e in enumerate(examples)]
+        method = method_for(names, components_per_file)
+    w0, h0, t0 = KIT_SETTINGS[method]
+    T = t0 if frames is None else as_int("frames", frames)
+    if T < 1:
+        raise BufNMFError(f"frames must be at least 1, got {T}")
+    if method != "percussive" and frames is not None and T != 1:
+        raise BufNMFError(f"frames {T} needs method 'percussive' (NMFD templates); method {method!r} learns one "
+                          "spectrum per basis", cli=f"--frames {T} needs --method percussive")
+    if method == "percussive" and components_per_file > 1:
+        raise BufNMFError(f"method 'percussive' learns one NMFD template per example: components_per_file "
+                          f"{components_per_file} needs method 'flucoma' or 'pitched'",
+                          cli=f"--components-per-file {components_per_file} needs --method flucoma or pitched "
+                              "(--method percussive learns one template per example)")
+    if window_size is None and hop_size is None and fft_size is None:
+        settings = resolve_fft_settings(w0, h0, -1)
+    else:
+        settings = resolve_fft_settings(1024 if window_size is None else window_size,
+                                        -1 if hop_size is None else hop_size, -1 if fft_size is None else fft_size)
     seed = resolve_seed(seed)
     columns: list[np.ndarray] = []
-    names: list[str] = []
+    names = []
     groups: list[str] = []
     rates: dict[str, int] = {}
     sources: list[str] = []
@@ -163,38 +259,55 @@ def learn_bases(
         sr = sr if sr is not None else sample_rate
         if sr is not None:
             rates[str(example) if stem else f"example {i + 1}"] = sr
-        res = decompose(data, components=components_per_file, iterations=iterations, window_size=settings.window_size,
-                        hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, resynth=False,
-                        precision="float64", max_memory=max_memory)
         label = labels[i] if labels is not None else (stem or f"example{i + 1}")
-        for j in range(components_per_file):
-            columns.append(res.bases[:, j])
-            names.append(label if components_per_file == 1 else f"{label}-{j + 1}")
+        if method == "percussive":
+            mags = np.abs(stft_complex(np.asarray(data, dtype=np.float64), settings, dtype=np.complex128))
+            columns.append(attack_template(mags, T))
+            names.append(label)
             groups.append(label)
+        else:
+            res = decompose(data, components=components_per_file, iterations=iterations,
+                            window_size=settings.window_size, hop_size=settings.hop_size,
+                            fft_size=settings.fft_size, seed=seed, resynth=False, precision="float64",
+                            # one or a few bases per example: whole-matrix NumPy is faster than the fused
+                            # kernels' passes over a long window's 4097 bins (5x on the 88 keys)
+                            kernel="numpy" if method == "pitched" else "auto", max_memory=max_memory)
+            for j in range(components_per_file):
+                columns.append(res.bases[:, j : j + 1].astype(np.float64))
+                names.append(label if components_per_file == 1 else f"{label}-{j + 1}")
+                groups.append(label)
         sources.append(str(example) if stem else f"array {i + 1}")
     if len(set(rates.values())) > 1:
         detail = ", ".join(f"{k}: {v} Hz" for k, v in rates.items())
         raise BufNMFError(f"the examples have different sample rates ({detail}): resample them to one rate")
-    bases = np.stack(columns, axis=1).astype(np.float64)
+    templates = np.stack(columns, axis=1)  # (bins, K, T)
+    if method == "percussive":  # unit L2 as NMF bases from decompose are (so merging averages like with like)
+        norms = np.sqrt(np.einsum("fkt,fkt->k", templates, templates))
+        templates = templates / np.where(norms > 0, norms, 1.0)[None, :, None]
     if merge_labels:
+        order = list(dict.fromkeys(names))
         group_of = dict(zip(names, groups, strict=True))
-        bases, names = merge_columns(bases, names)
-        groups = [group_of[n] for n in names]
+        templates = merge_templates(templates, names)
+        names = order
+        groups = [group_of[n] for n in order]
+    bases = templates.reshape(templates.shape[0], -1)
     return Kit(bases.astype(np.float32), names, settings.window_size, settings.hop_size, settings.fft_size,
                next(iter(rates.values()), None), sources, seed=seed,
-               groups=groups if components_per_file > 1 else None)
+               groups=groups if components_per_file > 1 else None, frames=T if method == "percussive" else 1,
+               method=method)
 
 
-def merge_columns(bases: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Average the columns of ``bases`` (bins, n) that share a label, then give each unit L2 norm.
+def merge_templates(templates: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Average the templates of ``templates`` (bins, n, frames) that share a label, then give each
+    unit L2 norm (over its bins and frames).
 
     Returns:
-        float64 (bins, distinct labels) and the labels in order of first appearance.
+        float64 (bins, distinct labels, frames), the labels in order of first appearance.
     """
     order = list(dict.fromkeys(labels))
-    merged = np.stack([bases[:, [n == lab for n in labels]].mean(axis=1) for lab in order], axis=1)
-    norms = np.linalg.norm(merged, axis=0)
-    return merged / np.where(norms > 0, norms, 1.0), order
+    merged = np.stack([templates[:, [n == lab for n in labels]].mean(axis=1) for lab in order], axis=1)
+    norms = np.sqrt(np.einsum("fkt,fkt->k", merged, merged))
+    return merged / np.where(norms > 0, norms, 1.0)[None, :, None]
 
 
 def stack_kits(kits: Sequence[Kit], merge_labels: bool = False) -> Kit:
@@ -218,17 +331,24 @@ def stack_kits(kits: Sequence[Kit], merge_labels: bool = False) -> Kit:
     if len(seeds) > 1:
         raise BufNMFError(f"the kits were learnt with different seeds ({', '.join(sorted(map(str, seeds)))}): "
                           "learn them with one seed")
-    bases = np.concatenate([kit.bases for kit in kits], axis=1).astype(np.float64)
+    kinds = {(kit.method, kit.frames) for kit in kits}
+    if len(kinds) > 1:
+        detail = ", ".join(sorted(f"{m or 'unrecorded'} ({t} frame(s))" for m, t in kinds))
+        raise BufNMFError(f"the kits were learnt with different methods ({detail}): learn them with one method")
+    templates = np.concatenate([kit.templates for kit in kits], axis=1).astype(np.float64)
     names = [lab for kit in kits for lab in kit.labels]
     groups = [g for kit in kits for g in (kit.groups if kit.groups is not None else kit.labels)]
     if merge_labels:
         group_of = dict(zip(names, groups, strict=True))
-        bases, names = merge_columns(bases, names)
+        templates = merge_templates(templates, names)
+        names = list(dict.fromkeys(names))
         groups = [group_of[n] for n in names]
     rate = next((kit.sample_rate for kit in kits if kit.sample_rate is not None), None)
+    bases = templates.reshape(templates.shape[0], -1)
     return Kit(bases.astype(np.float32), names, first.window_size, first.hop_size, first.fft_size, rate,
                [src for kit in kits for src in kit.sources], seed=first.seed,
-               groups=groups if any(kit.groups is not None for kit in kits) else None)
+               groups=groups if any(kit.groups is not None for kit in kits) else None, frames=first.frames,
+               method=first.method)
 
 
 def sidecar(path: str | os.PathLike[str]) -> Path:
@@ -243,9 +363,14 @@ def kit_metadata(kit: Kit) -> dict:
     meta = {"bufnmf_version": __version__, "labels": kit.labels, "window_size": kit.window_size,
             "hop_size": kit.hop_size, "fft_size": kit.fft_size, "sample_rate": kit.sample_rate,
             "sources": kit.sources, "seed": kit.seed,
-            "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm"}
+            "layout": "bins x templates (FluCoMa bases buffer), unit L2 norm" if kit.frames == 1 else
+            f"bins x (templates * {kit.frames} frames): template k in columns k*{kit.frames} .. "
+            f"k*{kit.frames}+{kit.frames - 1}, unit L2 norm per template"}
     if kit.groups is not None:
         meta["groups"] = kit.groups
+    if kit.method is not None:
+        meta["method"] = kit.method
+        meta["frames"] = kit.frames
     return meta
 
 
@@ -291,23 +416,33 @@ def _kit_from_sidecar(path: str | os.PathLike[str], bases: np.ndarray, meta_path
             raise bad(field, f"must be a whole number >= {low}, got {value!r}")
         return value
 
-    def strings(field: str) -> list[str] | None:
+    def strings(field: str, count: int) -> list[str] | None:
         value = meta.get(field)
         if value is None and field != "labels":
             return None
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
             raise bad(field, f"must be a list of strings, got {value!r:.80}")
-        if len(value) != bases.shape[1]:
-            raise bad(field, f"has {len(value)} entries for the {bases.shape[1]} bases")
+        if len(value) != count:
+            what = "bases" if count == bases.shape[1] else f"templates ({bases.shape[1]} columns of {frames} frames)"
+            raise bad(field, f"has {len(value)} entries for the {count} {what}")
         return value
 
-    labels = strings("labels")
+    frames = whole("frames", 1, required=False) or 1
+    method = meta.get("method")
+    if method is not None and method not in KIT_SETTINGS:
+        raise bad("method", f"must be one of {', '.join(KIT_SETTINGS)}, got {method!r:.60}")
+    if frames > 1 and method != "percussive":
+        raise bad("frames", f"{frames} needs method 'percussive' (NMFD templates), got method {method!r:.60}")
+    if bases.shape[1] % frames:
+        raise bad("frames", f"{frames} does not divide the buffer's {bases.shape[1]} columns")
+    count = bases.shape[1] // frames
+    labels = strings("labels", count)
     assert labels is not None
     w, h, f = whole("window_size", 4), whole("hop_size", 1), whole("fft_size", 4)
     assert w is not None and h is not None and f is not None
     sr = whole("sample_rate", 1, required=False)
     kit_seed = whole("seed", 0, required=False)
-    groups = strings("groups") if "groups" in meta else _numbered_groups(labels)
+    groups = strings("groups", count) if "groups" in meta else _numbered_groups(labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BufNMFWarning)
         try:
@@ -323,7 +458,8 @@ def _kit_from_sidecar(path: str | os.PathLike[str], bases: np.ndarray, meta_path
     sources = meta.get("sources") or []
     if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
         raise bad("sources", f"must be a list of file names, got {sources!r:.80}")
-    return Kit(bases.astype(np.float32), labels, w, h, f, sr, sources, seed=kit_seed, groups=groups)
+    return Kit(bases.astype(np.float32), labels, w, h, f, sr, sources, seed=kit_seed, groups=groups, frames=frames,
+               method=method)
 
 
 def _numbered_groups(labels: list[str]) -> list[str] | None:

@@ -3,6 +3,8 @@ convolutive model (NMFD, batch and online)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def _shift(A, tau):
 def naive_nmfd_kl(V, W, H, iterations, update_W=True):
     """Textbook per-lag NMFD under KL (Smaragdis 2004, the exact MU of the model), templates unit L2."""
     W, H = W.copy(), H.copy()
-    _, K, T = W.shape
+    _, _K, T = W.shape
     for _ in range(iterations):
         if update_W:
             L = sum(W[:, :, t] @ _shift(H, t) for t in range(T))
@@ -79,11 +81,11 @@ def test_nmfd_with_one_frame_is_the_nmf_rule(beta):
 def test_divergence_never_rises(beta):
     V, W, H = _problem(seed=3)
     d = multiplicative_update(V, W, H, 40, beta=beta, track_divergence=True, kernel="numpy").divergences
-    assert all(b <= a * (1 + 1e-9) for a, b in zip(d, d[1:], strict=False)), (beta, d[:4])
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(d)), (beta, d[:4])
     rng = np.random.default_rng(3)
     d2 = nmfd.nmfd_update(V, rng.random((30, 3, 3)) + 0.1, rng.random((3, 40)) + 0.1, 40, beta=beta,
                           track_divergence=True).divergences
-    assert all(b <= a * (1 + 1e-9) for a, b in zip(d2, d2[1:], strict=False)), (beta, d2[:4])
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(d2)), (beta, d2[:4])
     assert d2[-1] < 0.9 * d2[0]
 
 

@@ -24,8 +24,15 @@ from ..dsp.masks import resynthesise
 from ..dsp.random import flucoma_init
 from ..dsp.stft import stft_complex
 from ..errors import BufNMFError, BufNMFWarning, Cancelled
-from ..models.mu import NMFResult, kl_divergence, multiplicative_update, prepare_start, resolve_kernel
-from ..models.nmfd import nmfd_update
+from ..models.mu import (
+    NMFResult,
+    kl_divergence,
+    multiplicative_update,
+    normalise_columns,
+    prepare_start,
+    resolve_kernel,
+)
+from ..models.nmfd import nmfd_update, normalise_templates
 from ..resources import MAX_ITERATIONS, MemoryEstimate, check_fits, estimate, memory_limit, page_releaser
 from .common import load_source, parse_mode, select
 
@@ -98,8 +105,11 @@ def resolve_model(model: str, iterations: int, hops: int, *, beta: float | None 
     if model == "flucoma":
         extra = [name for name, value in given.items() if value is not None]
         if extra:
+            flag = "--" + extra[0].replace("_", "-")
             raise BufNMFError(f"{extra[0]} is an option of model 'nmfd'; model 'flucoma' is FluCoMa's KL-NMF "
-                              f"exactly: pass model='nmfd' to use {extra[0]}")
+                              f"exactly: pass model='nmfd' to use {extra[0]}",
+                              cli=f"{flag} is an option of --model nmfd; --model flucoma (the default) is FluCoMa's "
+                                  f"KL-NMF exactly: add --model nmfd to use {flag}")
         return ModelOptions()
     b = NMFD_BETA if beta is None else _finite("beta", beta)
     if not 0.0 <= b <= 2.0:
@@ -115,7 +125,8 @@ def resolve_model(model: str, iterations: int, hops: int, *, beta: float | None 
     else:
         warm = as_int("warm_iterations", warm_iterations)
         if not 0 <= warm <= iterations:
-            raise BufNMFError(f"warm_iterations must be between 0 and iterations ({iterations}), got {warm}")
+            raise BufNMFError(f"warm_iterations must be between 0 and iterations ({iterations}), got {warm}",
+                              cli=f"--warm-iterations must be between 0 and --iterations ({iterations}), got {warm}")
     values = {}
     for name in ("sparsity", "continuity"):
         v = given[name]
@@ -396,7 +407,10 @@ def prepare(
         if b_mode != 0 or a_mode != 0:
             raise BufNMFError(f"model {options.name!r} learns its templates and activations from the sound: "
                               "supplied bases or activations are not supported with it; use model='flucoma' "
-                              "with bases/activations, or set bases_mode and act_mode to 'none'")
+                              "with bases/activations, or set bases_mode and act_mode to 'none'",
+                              cli=f"--model {options.name} learns its templates and activations from the sound: "
+                                  "--bases and --activations are not supported with it; use --model flucoma "
+                                  "(the default) with them")
         if kernel == "numba":
             raise BufNMFError(f"kernel 'numba' runs model 'flucoma' only; model {options.name!r} runs in NumPy: "
                               "use kernel='auto' or 'numpy'")
@@ -552,8 +566,11 @@ def _run_nmfd(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, p: DecomposePlan, p
     """Model "nmfd" on one channel: ``warm_iterations`` at β = 1 from the start, then the rest at β."""
     m = p.model
     dtype = V.dtype
-    W = np.ascontiguousarray(np.maximum(W0, EPS), dtype=dtype)
-    H = np.ascontiguousarray(np.maximum(H0, EPS), dtype=dtype)
+    # FluCoMa's start: unit-L2 templates and unit-L2 activations, each normalised on its own
+    W = np.ascontiguousarray(normalise_templates(np.maximum(np.asarray(W0, dtype=np.float64), EPS)), dtype=dtype)
+    H = np.maximum(np.asarray(H0, dtype=np.float64), EPS)
+    normalise_columns(H.T)
+    H = np.ascontiguousarray(H, dtype=dtype)
     divs: list[float] = []
     done = 0
     for beta, count in ((1.0, m.warm_iterations), (m.beta, p.iterations - m.warm_iterations)):

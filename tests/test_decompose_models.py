@@ -72,9 +72,9 @@ def test_nmfd_outputs_their_model(loop):
     res = bufnmf.decompose(loop, components=3, seed=2, iterations=40, model="nmfd", precision="float64",
                            window_size=512)
     bins, hops = 257, loop.size // 256 + 1
-    assert res.model.describe() == {"name": "nmfd", "beta": 0.5, "template_frames": 2, "warm_iterations": 12,
+    assert res.model.describe() == {"name": "nmfd", "beta": 0.5, "template_frames": 4, "warm_iterations": 12,
                                     "sparsity": 0.0, "continuity": 0.0}
-    assert res.templates is not None and res.templates.shape == (bins, 3, 2) and res.templates.dtype == np.float32
+    assert res.templates is not None and res.templates.shape == (bins, 3, 4) and res.templates.dtype == np.float32
     assert res.bases.shape == (bins, 3) and res.activations.shape == (hops, 3) and res.kernel == "numpy"
     np.testing.assert_allclose(res.templates.sum(axis=2), res.bases, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(res.bases, axis=0), 1.0, rtol=1e-5)
@@ -82,7 +82,7 @@ def test_nmfd_outputs_their_model(loop):
     # the same model, fitted directly: 12 KL iterations, then 28 at beta 0.5, from the seeded start
     settings = resolve_fft_settings(512, -1, -1)
     V = np.abs(stft_complex(loop, settings, dtype=np.complex128))
-    W0 = np.maximum(nmfd_start(2, bins, 3, 2), EPS)
+    W0 = np.maximum(nmfd_start(2, bins, 3, 4), EPS)
     W0 /= np.linalg.norm(W0, axis=(0, 2), keepdims=True)
     H0 = np.maximum(flucoma_init(2, 3, hops), EPS)
     H0 /= np.linalg.norm(H0, axis=1, keepdims=True)
@@ -217,5 +217,5 @@ def test_nmfd_beats_flucoma_on_the_shared_drum_loop(data_dir):
     base = [sdr(bufnmf.decompose(mix, components=3, seed=s)) for s in range(3)]
     ours = [sdr(bufnmf.decompose(mix, components=3, seed=s, model="nmfd")) for s in range(3)]
     assert 15.4 < np.mean(base) < 15.8  # FluCoMa's, as the issue quotes it (15.65 dB)
-    assert np.mean(ours) - np.mean(base) >= 1.2, (base, ours)
-    assert min(ours) > max(base) + 0.7, (base, ours)
+    assert np.mean(ours) - np.mean(base) >= 1.5, (base, ours)  # measured: +2.16 dB on these seeds
+    assert min(ours) > max(base) + 1.0, (base, ours)

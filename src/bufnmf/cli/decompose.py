@@ -26,7 +26,7 @@ Examples:
   bufnmf decompose drums.wav -o parts -k 3 --seed 42 --window-size 2048 --hop-size 512
   bufnmf decompose loop.wav -o tracked --bases kit.wav --bases-mode fixed
   bufnmf decompose long.flac -o intro --num-frames 441000 --format flac
-  bufnmf decompose drums.wav -o parts -k 3 --model nmfd          # beyond FluCoMa: better drum stems
+  bufnmf decompose drums.wav -o parts -k 3 --model nmfd       # beyond FluCoMa: better drum stems
   sox in.aiff -t wav - | bufnmf decompose - -o parts -k 2      # SOURCE - reads standard input
 """)
 @click.argument("source", type=click.Path(dir_okay=True, path_type=Path))
@@ -62,7 +62,7 @@ Examples:
 @click.option("--beta", type=float, default=None,
               help="--model nmfd: the beta-divergence, 0 (Itakura-Saito) .. 1 (KL) .. 2 (Euclidean) [default: 0.5].")
 @click.option("--template-frames", type=int, default=None,
-              help="--model nmfd: STFT frames per template; 1: plain NMF [default: 2].")
+              help="--model nmfd: STFT frames per template; 1: plain NMF [default: 4].")
 @click.option("--warm-iterations", type=int, default=None,
               help="--model nmfd: how many of --iterations run first with KL (beta 1) before --beta "
                    "[default: 30% of --iterations].")

@@ -150,7 +150,8 @@ class DecomposeResult:
         num_samples: samples analysed per channel (``num_frames`` resolved).
         num_channels: channels analysed. start_frame, start_chan: where the selection starts.
         seed: the seed actually used (a drawn one when -1 was asked), to reproduce the run.
-        divergences: per channel, the KL divergence after each iteration (when tracked).
+        divergences: per channel, the KL divergence after each iteration (when tracked; model
+            "nmfd": the KL divergence during its warm start, then the β-divergence).
         precision: "float32" or "float64", the arithmetic of the factorisation.
         extra_components: how many of each channel's components (the last ones) were learnt
             freely beside supplied bases.
@@ -438,9 +439,10 @@ def prepare(
     else:
         chosen = "numpy"
     source_copy = sel.dtype not in (np.float32, np.float64)
-    # NMFD's factors and products are those of T K components (the templates' frames side by side)
-    memory = estimate(n, channels, total_k * options.template_frames, settings, precision, resynth,
-                      resynth_streamed, chosen, source_copy)
+    memory = estimate(n, channels, total_k, settings, precision, resynth, resynth_streamed, chosen, source_copy)
+    if options.template_frames > 1:  # NMFD's factors are those of T K components (the templates' frames side
+        more = estimate(n, channels, total_k * options.template_frames, settings, precision, False)  # by side)
+        memory = replace(memory, factors=max(memory.factors, more.factors))
     if held_source:
         memory = replace(memory, source=memory.source + as_int("held_source", held_source))
     check_fits(memory, max_memory)

@@ -95,6 +95,13 @@ def test_nmfd_outputs_their_model(loop):
     np.testing.assert_allclose(res.resynth.sum(axis=1), loop, atol=2e-5)
 
 
+def test_nmfd_default_template_shrinks_to_a_short_selection(loop):
+    res = bufnmf.decompose(loop[:600], components=2, seed=1, iterations=5, model="nmfd")
+    assert res.model.template_frames == 2 and res.templates is not None and res.templates.shape == (513, 2, 2)
+    with pytest.raises(BufNMFError, match="template_frames 3 is more than the 2 STFT frames"):
+        bufnmf.decompose(loop[:600], components=2, seed=1, iterations=5, model="nmfd", template_frames=3)
+
+
 def test_nmfd_start_with_one_frame_is_flucomas():
     np.testing.assert_array_equal(nmfd_start(7, 20, 3, 1)[:, :, 0], flucoma_init(7, 20, 3))
 

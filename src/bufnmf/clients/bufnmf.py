@@ -114,7 +114,8 @@ def resolve_model(model: str, iterations: int, hops: int, *, beta: float | None 
     b = NMFD_BETA if beta is None else _finite("beta", beta)
     if not 0.0 <= b <= 2.0:
         raise BufNMFError(f"beta must be between 0 (Itakura-Saito) and 2 (Euclidean), 1 being KL; got {b:g}")
-    T = NMFD_TEMPLATE_FRAMES if template_frames is None else as_int("template_frames", template_frames)
+    # the default shrinks to a selection shorter than it; a number asked for is checked
+    T = min(NMFD_TEMPLATE_FRAMES, hops) if template_frames is None else as_int("template_frames", template_frames)
     if T < 1:
         raise BufNMFError(f"template_frames must be at least 1 (1: plain NMF), got {T}")
     if T > hops:
@@ -692,7 +693,8 @@ def decompose(
             (giving one with model "flucoma" is an error); None takes the default.
         beta: the β-divergence, 0 (Itakura-Saito) .. 1 (KL) .. 2 (Euclidean); default 0.5.
         template_frames: frames per template (>= 1, at most the selection's frames; 1: plain
-            β-NMF); default 4 (at the default hop of 512 samples, 46 ms at 44.1 kHz).
+            β-NMF); default 4 (at the default hop of 512 samples, 46 ms at 44.1 kHz), or the
+            selection's frames if fewer.
         warm_iterations: how many of ``iterations`` run first at β = 1 (KL), from the seeded
             random start, before the rest at ``beta``; default 30 % of ``iterations``.
         sparsity: L1 penalty weight on the activations (dimensionless, >= 0; acts for β ≠ 1

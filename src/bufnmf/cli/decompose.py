@@ -26,6 +26,7 @@ Examples:
   bufnmf decompose drums.wav -o parts -k 3 --seed 42 --window-size 2048 --hop-size 512
   bufnmf decompose loop.wav -o tracked --bases kit.wav --bases-mode fixed
   bufnmf decompose long.flac -o intro --num-frames 441000 --format flac
+  bufnmf decompose drums.wav -o parts -k 3 --model nmfd       # beyond FluCoMa: better drum stems
   sox in.aiff -t wav - | bufnmf decompose - -o parts -k 2      # SOURCE - reads standard input
 """)
 @click.argument("source", type=click.Path(dir_okay=True, path_type=Path))
@@ -53,6 +54,22 @@ Examples:
 @click.option("--smooth-activations", type=float, default=0.0, show_default=True,
               help="Smooth learnt activations over this many seconds before resynthesis.")
 @click.option("--smooth-method", type=click.Choice(["median", "mean"]), default="median", show_default=True)
+@click.option("--model", type=click.Choice(["flucoma", "nmfd"], case_sensitive=False), default="flucoma",
+              show_default=True,
+              help="flucoma: FluCoMa's KL-NMF, exactly. nmfd: beyond FluCoMa, NMF deconvolution (each component "
+                   "a spectrogram template over --template-frames frames, beta-divergence); better drum stems, "
+                   "no --bases/--activations.")
+@click.option("--beta", type=float, default=None,
+              help="--model nmfd: the beta-divergence, 0 (Itakura-Saito) .. 1 (KL) .. 2 (Euclidean) [default: 0.5].")
+@click.option("--template-frames", type=int, default=None,
+              help="--model nmfd: STFT frames per template; 1: plain NMF [default: 4].")
+@click.option("--warm-iterations", type=int, default=None,
+              help="--model nmfd: how many of --iterations run first with KL (beta 1) before --beta "
+                   "[default: 30% of --iterations].")
+@click.option("--sparsity", type=float, default=None,
+              help="--model nmfd: L1 penalty on the activations, >= 0 (acts for beta != 1 only) [default: 0].")
+@click.option("--continuity", type=float, default=None,
+              help="--model nmfd: temporal-continuity penalty on the activations, >= 0 [default: 0].")
 @max_memory_option
 @click.option("--no-resynth", is_flag=True, help="Do not write component audio.")
 @click.option("--plot", is_flag=True, help="Also write bases.png and activations.png.")
@@ -62,6 +79,8 @@ def command(source: Path, outdir: Path, components: int | None, iterations: int,
             hop_size: int | None, fft_size: int | None, seed: int, bases_path: str | None, bases_mode: str | None,
             acts_path: str | None, act_mode: str | None, start_frame: int, num_frames: int, start_chan: int,
             num_chans: int, precision: str, extra_components: int, smooth_activations: float, smooth_method: str,
+            model: str, beta: float | None, template_frames: int | None, warm_iterations: int | None,
+            sparsity: float | None, continuity: float | None,
             max_memory: str | None, no_resynth: bool, plot: bool, audio_format: str | None, subtype: str | None,
             quiet: bool, force: bool, debug: bool) -> None:
     """Split SOURCE into components; write stems, FluCoMa buffers, summary.json (and plots).
@@ -76,9 +95,14 @@ def command(source: Path, outdir: Path, components: int | None, iterations: int,
             activations=acts_path, act_mode=act_mode, start_frame=start_frame, num_frames=num_frames,
             start_chan=start_chan, num_chans=num_chans, precision=precision, extra_components=extra_components,
             smooth_activations=smooth_activations, smooth_method=smooth_method, max_memory=max_memory,
-            resynth=not no_resynth, plot=plot, force=force, progress=bar, format=audio_format, subtype=subtype)
+            resynth=not no_resynth, plot=plot, force=force, progress=bar, format=audio_format, subtype=subtype,
+            model=model.lower(), beta=beta, template_frames=template_frames, warm_iterations=warm_iterations,
+            sparsity=sparsity, continuity=continuity)
     res = job.result
-    say(quiet, f"{source}: {res.num_channels} channel(s), {res.components} component(s), "
+    model_text = "" if res.model.name == "flucoma" else (
+        f", model nmfd (beta {res.model.beta:g}, {res.model.template_frames}-frame templates, "
+        f"{res.model.warm_iterations} KL iterations first)")
+    say(quiet, f"{source}: {res.num_channels} channel(s), {res.components} component(s){model_text}, "
                f"{res.iterations} iterations in {job.summary['timings']['decompose_seconds']:.2f} s (seed {res.seed})")
     report_written(quiet, job.outputs)
 

@@ -19,12 +19,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..checks import as_int, check_seed, resolve_seed
-from ..dsp.fft import FFTSettings, resolve_fft_settings
+from ..dsp.fft import EPS, FFTSettings, resolve_fft_settings
 from ..dsp.masks import resynthesise
 from ..dsp.random import flucoma_init
 from ..dsp.stft import stft_complex
 from ..errors import BufNMFError, BufNMFWarning, Cancelled
-from ..models.mu import kl_divergence, multiplicative_update, prepare_start, resolve_kernel
+from ..models.mu import (
+    NMFResult,
+    kl_divergence,
+    multiplicative_update,
+    normalise_columns,
+    prepare_start,
+    resolve_kernel,
+)
+from ..models.nmfd import nmfd_update, normalise_templates
 from ..resources import MAX_ITERATIONS, MemoryEstimate, check_fits, estimate, memory_limit, page_releaser
 from .common import load_source, parse_mode, select
 
@@ -33,6 +41,100 @@ ProgressCallback = Callable[[int, int], "bool | None"]
 _LOUD = 2.0**32  # peaks above this are scaled down (exactly, by a power of two) before the STFT
 PRECISIONS = {"float32": np.float32, "float64": np.float64}
 SMOOTH_METHODS = ("median", "mean")
+#: ``model=`` names: FluCoMa's KL-NMF (the default, exact), or bufnmf's β-divergence NMFD.
+MODELS = ("flucoma", "nmfd")
+#: model "nmfd"'s defaults: the best mean SDR on the shared drum loop (benchmarks/separation.py).
+NMFD_BETA = 0.5
+NMFD_TEMPLATE_FRAMES = 4
+NMFD_WARM_FRACTION = 0.3
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The factorisation model of a decomposition (``decompose(model=...)`` and its options, resolved).
+
+    Attributes:
+        name: "flucoma" (FluCoMa's KL-NMF, exactly) or "nmfd" (β-divergence NMF deconvolution,
+            Smaragdis 2004: each component a ``template_frames``-frame spectrogram template).
+        beta: the β-divergence of the iterations after the warm start: 0 Itakura-Saito, 1 KL, 2 Euclidean.
+        template_frames: frames T of each template (1: plain NMF).
+        warm_iterations: the first iterations, run at β = 1 (KL) from the random start; the rest at
+            ``beta``. β < 1 from a random start falls into poor minima on some seeds; a KL start avoids them.
+        sparsity: L1 weight on the activations (dimensionless; it acts for β ≠ 1 only, see
+            :mod:`bufnmf.models.mu`). continuity: Virtanen's temporal-continuity weight (dimensionless).
+    """
+
+    name: str = "flucoma"
+    beta: float = 1.0
+    template_frames: int = 1
+    warm_iterations: int = 0
+    sparsity: float = 0.0
+    continuity: float = 0.0
+
+    def describe(self) -> dict[str, object]:
+        """The model for ``summary.json``: its name, and for "nmfd" its options."""
+        if self.name == "flucoma":
+            return {"name": "flucoma"}
+        return {"name": self.name, "beta": self.beta, "template_frames": self.template_frames,
+                "warm_iterations": self.warm_iterations, "sparsity": self.sparsity, "continuity": self.continuity}
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise BufNMFError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise BufNMFError(f"{name} must be a finite number, got {v}")
+    return v
+
+
+def resolve_model(model: str, iterations: int, hops: int, *, beta: float | None = None,
+                  template_frames: int | None = None, warm_iterations: int | None = None,
+                  sparsity: float | None = None, continuity: float | None = None) -> ModelOptions:
+    """Check ``decompose``'s model options and fill in the defaults of the model asked for.
+
+    ``iterations``: the run's; ``hops``: the selection's activation frames (templates may not be longer).
+
+    Raises:
+        BufNMFError: an unknown model, an option the model does not take, or a value out of range.
+    """
+    if model not in MODELS:
+        raise BufNMFError(f"model must be 'flucoma' (FluCoMa's KL-NMF) or 'nmfd' (bufnmf's β-NMFD), got {model!r}")
+    given = {"beta": beta, "template_frames": template_frames, "warm_iterations": warm_iterations,
+             "sparsity": sparsity, "continuity": continuity}
+    if model == "flucoma":
+        extra = [name for name, value in given.items() if value is not None]
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise BufNMFError(f"{extra[0]} is an option of model 'nmfd'; model 'flucoma' is FluCoMa's KL-NMF "
+                              f"exactly: pass model='nmfd' to use {extra[0]}",
+                              cli=f"{flag} is an option of --model nmfd; --model flucoma (the default) is FluCoMa's "
+                                  f"KL-NMF exactly: add --model nmfd to use {flag}")
+        return ModelOptions()
+    b = NMFD_BETA if beta is None else _finite("beta", beta)
+    if not 0.0 <= b <= 2.0:
+        raise BufNMFError(f"beta must be between 0 (Itakura-Saito) and 2 (Euclidean), 1 being KL; got {b:g}")
+    # the default shrinks to a selection shorter than it; a number asked for is checked
+    T = min(NMFD_TEMPLATE_FRAMES, hops) if template_frames is None else as_int("template_frames", template_frames)
+    if T < 1:
+        raise BufNMFError(f"template_frames must be at least 1 (1: plain NMF), got {T}")
+    if T > hops:
+        raise BufNMFError(f"template_frames {T} is more than the {hops} STFT frames of the selection: "
+                          "use fewer template frames (or a longer selection, a smaller hop_size)")
+    if warm_iterations is None:
+        warm = round(NMFD_WARM_FRACTION * iterations)
+    else:
+        warm = as_int("warm_iterations", warm_iterations)
+        if not 0 <= warm <= iterations:
+            raise BufNMFError(f"warm_iterations must be between 0 and iterations ({iterations}), got {warm}",
+                              cli=f"--warm-iterations must be between 0 and --iterations ({iterations}), got {warm}")
+    values = {}
+    for name in ("sparsity", "continuity"):
+        v = given[name]
+        values[name] = 0.0 if v is None else _finite(name, v)
+        if values[name] < 0:
+            raise BufNMFError(f"{name} must be >= 0 (0: none), got {values[name]:g}")
+    return ModelOptions("nmfd", b, T, warm, values["sparsity"], values["continuity"])
 
 
 @dataclass
@@ -49,7 +151,8 @@ class DecomposeResult:
         num_samples: samples analysed per channel (``num_frames`` resolved).
         num_channels: channels analysed. start_frame, start_chan: where the selection starts.
         seed: the seed actually used (a drawn one when -1 was asked), to reproduce the run.
-        divergences: per channel, the KL divergence after each iteration (when tracked).
+        divergences: per channel, the KL divergence after each iteration (when tracked; model
+            "nmfd": the KL divergence during its warm start, then the β-divergence).
         precision: "float32" or "float64", the arithmetic of the factorisation.
         extra_components: how many of each channel's components (the last ones) were learnt
             freely beside supplied bases.
@@ -58,7 +161,14 @@ class DecomposeResult:
         activation_scale: float64 (channels,): per channel, the largest value of the learnt
             activations, which the written activations are divided by (1.0 for a silent channel).
             ``bases @ (activations * activation_scale[c]).T`` is channel c's model of its magnitude
-            spectrogram; :func:`bufnmf.morph` takes it to play the sound at its own level.
+            spectrogram (model "nmfd": up to the templates' spread over their frames);
+            :func:`bufnmf.morph` takes it to play the sound at its own level.
+        model: the factorisation model and its options (:class:`ModelOptions`).
+        templates: model "nmfd" only (else None): float32, shape (fft_size // 2 + 1,
+            channels * components, template_frames), component k's spectrogram template over its
+            frames. Each sums over its frames to its column of ``bases`` (the bases are the templates'
+            spectra, unit L2 norm); channel c's model is ``sum_τ templates[:, :, τ]`` times the
+            activations (times ``activation_scale[c]``) delayed by τ frames.
     """
 
     bases: np.ndarray
@@ -82,6 +192,8 @@ class DecomposeResult:
     kernel: str = ""
     sample_rate: int | None = None
     activation_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    model: ModelOptions = field(default_factory=ModelOptions)
+    templates: np.ndarray | None = None
 
     @property
     def num_bins(self) -> int:
@@ -115,6 +227,7 @@ class DecomposePlan:
         resynth: whether the components' audio is made. memory: the estimate that passed.
         smooth_frames, smooth_method: activation smoothing before resynthesis.
         start_frame, start_chan: where the selection starts.
+        model: the factorisation model (:class:`ModelOptions`; FluCoMa's by default).
     """
 
     settings: FFTSettings
@@ -134,6 +247,7 @@ class DecomposePlan:
     smooth_method: str
     start_frame: int
     start_chan: int
+    model: ModelOptions = field(default_factory=ModelOptions)
 
     @property
     def bins(self) -> int:
@@ -237,6 +351,12 @@ def prepare(
     smooth_method: str = "median",
     max_memory: int | str | None = None,
     held_source: int = 0,
+    model: str = "flucoma",
+    beta: float | None = None,
+    template_frames: int | None = None,
+    warm_iterations: int | None = None,
+    sparsity: float | None = None,
+    continuity: float | None = None,
 ) -> Prepared:
     """Check everything :func:`decompose` takes and plan the run; allocate nothing in proportion to it.
 
@@ -283,6 +403,19 @@ def prepare(
         raise BufNMFError(f"smooth_frames {smooth} is longer than the {settings.num_frames(n)} activation frames: "
                           "use fewer frames (or 0 for no smoothing)")
     bins, hops = settings.bins, settings.num_frames(n)
+    options = resolve_model(model, iterations, hops, beta=beta, template_frames=template_frames,
+                            warm_iterations=warm_iterations, sparsity=sparsity, continuity=continuity)
+    if options.name != "flucoma":
+        if b_mode != 0 or a_mode != 0:
+            raise BufNMFError(f"model {options.name!r} learns its templates and activations from the sound: "
+                              "supplied bases or activations are not supported with it; use model='flucoma' "
+                              "with bases/activations, or set bases_mode and act_mode to 'none'",
+                              cli=f"--model {options.name} learns its templates and activations from the sound: "
+                                  "--bases and --activations are not supported with it; use --model flucoma "
+                                  "(the default) with them")
+        if kernel == "numba":
+            raise BufNMFError(f"kernel 'numba' runs model 'flucoma' only; model {options.name!r} runs in NumPy: "
+                              "use kernel='auto' or 'numpy'")
     W_in = _checked_side("bases", "bases_mode", bases, b_mode, bins, components, channels,
                          f"fft_size // 2 + 1 for fft_size {settings.fft_size}")
     H_in = _checked_side("activations", "act_mode", activations, a_mode, hops, components, channels,
@@ -302,9 +435,15 @@ def prepare(
             "windows leave parts of the sound (its end especially) uncovered, so the components may not sum "
             "to the input; use hop_size <= window_size // 2", BufNMFWarning, stacklevel=3)
     learn_iters = 0 if (b_mode == 2 and a_mode == 2) else iterations
-    chosen = resolve_kernel(kernel, (bins, hops, total_k, learn_iters))
+    if options.name == "flucoma":
+        chosen = resolve_kernel(kernel, (bins, hops, total_k, learn_iters))
+    else:
+        chosen = "numpy"
     source_copy = sel.dtype not in (np.float32, np.float64)
     memory = estimate(n, channels, total_k, settings, precision, resynth, resynth_streamed, chosen, source_copy)
+    if options.template_frames > 1:  # NMFD's factors are those of T K components (the templates' frames side
+        more = estimate(n, channels, total_k * options.template_frames, settings, precision, False)  # by side)
+        memory = replace(memory, factors=max(memory.factors, more.factors))
     if held_source:
         memory = replace(memory, source=memory.source + as_int("held_source", held_source))
     check_fits(memory, max_memory)
@@ -313,6 +452,7 @@ def prepare(
         iterations=learn_iters, seed=resolve_seed(seed), bases_mode=b_mode, act_mode=a_mode, precision=precision,
         kernel=chosen, resynth=bool(resynth), memory=memory, smooth_frames=smooth, smooth_method=smooth_method,
         start_frame=as_int("start_frame", start_frame), start_chan=as_int("start_chan", start_chan),
+        model=options,
     )
     return Prepared(plan, sel, W_in, H_in, sample_rate, source_copy)
 
@@ -345,7 +485,10 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
     out_R = _resynth_buffer(resynth_out, n, C * K) if p.resynth else None
     release = page_releaser(out_R) if out_R is not None and resynth_out is not None else None
     total = p.iterations * C
-    W_rand = flucoma_init(p.seed, bins, K) if W_in is None else None
+    T = p.model.template_frames
+    nmfd = p.model.name == "nmfd"
+    out_T = np.empty((bins, C * K, T), dtype=np.float32) if nmfd else None
+    W_rand = (nmfd_start(p.seed, bins, K, T) if nmfd else flucoma_init(p.seed, bins, K)) if W_in is None else None
     H_rand = flucoma_init(p.seed, K, hops) if H_in is None else None
     divergences: list[list[float]] = []
     scales = np.ones(C)
@@ -364,15 +507,26 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         W0 = W_in[:, cols] if W_in is not None else W_rand
         H0 = H_in[:, cols].T if H_in is not None else H_rand
         assert W0 is not None and H0 is not None
-        W, H = prepare_start(W0, H0, dtype)
-        step = None if progress is None else _offset_progress(progress, c * p.iterations, total)
-        res = multiplicative_update(V, W, H, p.iterations, update_bases=p.learn_bases_mask,
-                                    update_activations=p.act_mode != 2, progress=step,
-                                    track_divergence=track_divergence, kernel=p.kernel)
+        if nmfd:
+            res = _run_nmfd(V, W0, H0, p, progress, c * p.iterations, total, track_divergence)
+        else:
+            W, H = prepare_start(W0, H0, dtype)
+            step = None if progress is None else _offset_progress(progress, c * p.iterations, total)
+            res = multiplicative_update(V, W, H, p.iterations, update_bases=p.learn_bases_mask,
+                                        update_activations=p.act_mode != 2, progress=step,
+                                        track_divergence=track_divergence, kernel=p.kernel)
         if res.iterations < p.iterations:
             raise Cancelled(f"cancelled by the progress callback after {c * p.iterations + res.iterations} "
                             f"of {total} iterations")
         W, H = res.bases, res.activations
+        templates = None
+        if nmfd:  # the bases buffer holds each template's spectrum (summed over its frames), unit L2
+            spectra = W.sum(axis=2)
+            norms = np.sqrt(np.einsum("fk,fk->k", spectra, spectra))
+            norms = np.where(norms > 0, norms, 1.0).astype(W.dtype)
+            templates = W / norms[None, :, None]
+            W = spectra / norms
+            H = H * norms[:, None]
         if p.smooth_frames > 1:
             H = smooth_rows(H, p.smooth_frames, p.smooth_method)
         divs = res.divergences if track_divergence else []
@@ -383,8 +537,11 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         peak = float(H.max())
         out_H[:, cols] = (H / peak).T if peak > 0 else H.T
         scales[c] = peak if peak > 0 else 1.0
-        if out_R is not None:
-            block = resynthesise(X, W, H, p.settings, n, out=out_R[:, cols], release=release)
+        if out_T is not None and templates is not None:
+            out_T[:, cols] = templates
+        if out_R is not None:  # NMFD's masks come from its component models (the templates convolved)
+            block = resynthesise(X, W if templates is None else templates, H, p.settings, n, out=out_R[:, cols],
+                                 release=release)
             if gain != 1.0:
                 with np.errstate(over="ignore"):
                     block /= gain
@@ -396,7 +553,41 @@ def run(prep: Prepared, progress: ProgressCallback | None = None, *, track_diver
         num_samples=n, num_channels=C, start_frame=p.start_frame, start_chan=p.start_chan, seed=p.seed,
         bases_mode=p.bases_mode, act_mode=p.act_mode, precision=p.precision, divergences=divergences,
         extra_components=p.extra_components, kernel=p.kernel, sample_rate=prep.sample_rate, activation_scale=scales,
+        model=p.model, templates=out_T,
     )
+
+
+def nmfd_start(seed: int, bins: int, components: int, frames: int) -> np.ndarray:
+    """Model "nmfd"'s seeded start, (bins, components, frames): FluCoMa's random start of
+    ``components * frames`` bases, lag τ of component k being column ``τ * components + k``
+    (with one frame, FluCoMa's start of the bases exactly)."""
+    return flucoma_init(seed, bins, components * frames).reshape(bins, frames, components).transpose(0, 2, 1)
+
+
+def _run_nmfd(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, p: DecomposePlan, progress: ProgressCallback | None,
+              offset: int, total: int, track_divergence: bool) -> NMFResult:
+    """Model "nmfd" on one channel: ``warm_iterations`` at β = 1 from the start, then the rest at β."""
+    m = p.model
+    dtype = V.dtype
+    # FluCoMa's start: unit-L2 templates and unit-L2 activations, each normalised on its own
+    W = np.ascontiguousarray(normalise_templates(np.maximum(np.asarray(W0, dtype=np.float64), EPS)), dtype=dtype)
+    H = np.maximum(np.asarray(H0, dtype=np.float64), EPS)
+    normalise_columns(H.T)
+    H = np.ascontiguousarray(H, dtype=dtype)
+    divs: list[float] = []
+    done = 0
+    for beta, count in ((1.0, m.warm_iterations), (m.beta, p.iterations - m.warm_iterations)):
+        if count == 0:
+            continue
+        step = None if progress is None else _offset_progress(progress, offset + done, total)
+        res = nmfd_update(V, W, H, count, beta=beta, progress=step, track_divergence=track_divergence,
+                          sparsity=m.sparsity, continuity=m.continuity)
+        W, H = res.bases, res.activations
+        divs += res.divergences
+        done += res.iterations
+        if res.iterations < count:
+            break
+    return NMFResult(W, H, divs, done, "numpy")
 
 
 def _check_scaled_back(block: np.ndarray, chan: int, loudest: float) -> None:
@@ -444,6 +635,12 @@ def decompose(
     smooth_frames: int = 0,
     smooth_method: str = "median",
     max_memory: int | str | None = None,
+    model: str = "flucoma",
+    beta: float | None = None,
+    template_frames: int | None = None,
+    warm_iterations: int | None = None,
+    sparsity: float | None = None,
+    continuity: float | None = None,
 ) -> DecomposeResult:
     """Decompose a sound into ``components`` parts, as FluCoMa's BufNMF.
 
@@ -487,9 +684,27 @@ def decompose(
         max_memory: refuse (before allocating) a run whose estimated peak memory exceeds this
             many bytes, or a size such as "4G"; default the memory available now (see
             :mod:`bufnmf.resources`).
+        model: "flucoma" (default): FluCoMa's KL-NMF, exactly. "nmfd": beyond FluCoMa, NMF
+            deconvolution with β-divergences: each component is a spectrogram template of
+            ``template_frames`` frames (a drum hit with its decay) and the components are the
+            sound masked by each one's own model; better separation of drums (see README,
+            "Unsupervised separation beyond FluCoMa"). Learns everything from the sound: no
+            supplied bases or activations; runs in NumPy. The options below are model "nmfd"'s
+            (giving one with model "flucoma" is an error); None takes the default.
+        beta: the β-divergence, 0 (Itakura-Saito) .. 1 (KL) .. 2 (Euclidean); default 0.5.
+        template_frames: frames per template (>= 1, at most the selection's frames; 1: plain
+            β-NMF); default 4 (at the default hop of 512 samples, 46 ms at 44.1 kHz), or the
+            selection's frames if fewer.
+        warm_iterations: how many of ``iterations`` run first at β = 1 (KL), from the seeded
+            random start, before the rest at ``beta``; default 30 % of ``iterations``.
+        sparsity: L1 penalty weight on the activations (dimensionless, >= 0; acts for β ≠ 1
+            only: under KL it only rescales them); default 0.
+        continuity: temporal-continuity penalty weight (Virtanen 2007; dimensionless, >= 0);
+            default 0.
 
     Returns:
-        :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout.
+        :class:`DecomposeResult`; bases/activations/resynth are float32 in FluCoMa layout
+        (model "nmfd": ``bases`` are the templates' spectra, ``templates`` the templates).
 
     Raises:
         BufNMFError: any bad parameter or array, with what was given and what is expected.
@@ -505,7 +720,8 @@ def decompose(
                    activations, act_mode, resynth, start_frame, num_frames, start_chan, num_chans,
                    precision=precision, kernel=kernel, resynth_streamed=resynth_out is not None,
                    extra_components=extra_components, smooth_frames=smooth_frames, smooth_method=smooth_method,
-                   max_memory=max_memory)
+                   max_memory=max_memory, model=model, beta=beta, template_frames=template_frames,
+                   warm_iterations=warm_iterations, sparsity=sparsity, continuity=continuity)
     return run(prep, progress, track_divergence=track_divergence, resynth_out=resynth_out)
 
 

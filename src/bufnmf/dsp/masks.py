@@ -2,7 +2,9 @@
 
 Component ``k`` of a channel is the inverse STFT of ``X * min(1, W_k H_k / max(W H, eps))``
 where ``X`` is the channel's complex STFT. The masks of all components sum to 1
-wherever the model is above eps, so the components sum to the input.
+wherever the model is above eps, so the components sum to the input. With convolutive
+templates (NMFD, ``W`` of shape (bins, K, T)) ``W_k H_k`` is component k's own model,
+``sum_τ W[:, k, τ] H[k, t - τ]``, and ``W H`` the sum of those.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def resynthesise(
 
     Args:
         spectrum: complex STFT, shape (bins, frames).
-        W: bases, shape (bins, K). H: activations, shape (K, frames); the unscaled model.
+        W: bases, shape (bins, K), or convolutive templates (bins, K, T) (NMFD: component k's model
+            is ``sum_τ W[:, k, τ] H[k, t - τ]``). H: activations, shape (K, frames); the unscaled model.
         settings: FFT settings of ``spectrum``.
         num_samples: output length in samples.
         out: optional float array (num_samples, K) to write into (e.g. a block of the
@@ -52,7 +55,9 @@ def resynthesise(
     if out is None:
         out = np.empty((num_samples, K), dtype=np.float32)
     real = np.float64 if spectrum.dtype == np.complex128 else np.float32
-    Wt = np.ascontiguousarray(W.T, dtype=real)  # (K, bins)
+    T = W.shape[2] if W.ndim == 3 else 0  # 0: plain NMF bases
+    # (K, bins), or for templates (K, T, bins)
+    Wt = np.ascontiguousarray(W.T if T == 0 else W.transpose(1, 2, 0), dtype=real)
     Hr: np.ndarray = H.astype(real, copy=False)
     w, h = settings.window_size, settings.hop_size
     win = hann(w).astype(real)
@@ -63,10 +68,14 @@ def resynthesise(
     for c0 in range(0, nf, batch):
         c1 = min(nf, c0 + batch)
         m = c1 - c0
-        Hc = Hr[:, c0:c1]  # (K, m)
-        den_t = np.maximum(Hc.T @ Wt, real(EPS))  # (m, bins): the mask denominator, once per batch
         X_t = spectrum[:, c0:c1].T  # (m, bins)
-        masks = np.multiply(Hc[:, :, None], Wt[:, None, :])  # (K, m, bins), then in place:
+        if T:
+            masks = _component_models(Hr, Wt, c0, c1)  # (K, m, bins), then in place:
+            den_t = np.maximum(masks.sum(axis=0), real(EPS))
+        else:
+            Hc = Hr[:, c0:c1]  # (K, m)
+            den_t = np.maximum(Hc.T @ Wt, real(EPS))  # (m, bins): the mask denominator, once per batch
+            masks = np.multiply(Hc[:, :, None], Wt[:, None, :])  # (K, m, bins), then in place:
         np.divide(masks, den_t[None], out=masks)
         np.minimum(masks, 1.0, out=masks)
         seg = sfft.irfft(masks * X_t[None], n=settings.fft_size, axis=-1, workers=fft_threads())[:, :, :w]
@@ -92,3 +101,19 @@ def resynthesise(
                 release(done, final)
             done = final
     return out
+
+
+def _component_models(H: np.ndarray, Wt: np.ndarray, c0: int, c1: int) -> np.ndarray:
+    """Each component's convolutive model over frames ``c0 .. c1 - 1``, (K, m, bins).
+
+    ``H`` (K, frames); ``Wt`` (K, T, bins), the templates with the lag before the bins:
+    ``model[k, t] = sum_τ H[k, c0 + t - τ] Wt[k, τ]`` (activations before frame 0 are zero).
+    """
+    K, T, _ = Wt.shape
+    m = c1 - c0
+    lagged = np.zeros((K, m, T), dtype=Wt.dtype)  # lagged[k, t, τ] = H[k, c0 + t - τ]
+    for tau in range(T):
+        lo = max(c0 - tau, 0)
+        if c1 - tau > lo:
+            lagged[:, lo + tau - c0 : m, tau] = H[:, lo : c1 - tau]
+    return np.matmul(lagged, Wt)

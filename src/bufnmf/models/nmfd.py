@@ -109,6 +109,7 @@ def nmfd_update(
     adapt: float | None = None,
     anchored: bool | np.ndarray = True,
     background: np.ndarray | None = None,
+    continuity: float = 0.0,
 ) -> NMFResult:
     """Multiplicative β-divergence updates of the convolutive model from a start.
 
@@ -116,8 +117,8 @@ def nmfd_update(
         V: magnitudes (bins, frames), non-negative; float32 or float64 (sets the precision).
         W: start templates (bins, K, T), non-negative. H: start activations (K, frames).
         iterations: W step then H step, this many times.
-        beta, update_bases, update_activations, progress, track_divergence, sparsity, adapt,
-            anchored: as :func:`bufnmf.models.mu.multiplicative_update` (masks are per component).
+        beta, update_bases, update_activations, progress, track_divergence, sparsity, continuity,
+            adapt, anchored: as :func:`bufnmf.models.mu.multiplicative_update` (masks are per component).
         normalise_bases: scale the learnt templates to unit L2 norm after each W step.
         background: a fixed part of the model, (bins, frames), or None.
 
@@ -133,8 +134,9 @@ def nmfd_update(
     w_mask = _mask(update_bases, K)
     h_mask = _mask(update_activations, K)
     beta = float(beta)
-    check_options(beta, float(sparsity), 0.0, adapt)
-    penalties = Penalties(float(sparsity), 0.0, float(V.mean(dtype=np.float64)) if sparsity else 1.0, beta)
+    check_options(beta, float(sparsity), float(continuity), adapt)
+    scale = float(V.mean(dtype=np.float64)) if sparsity or continuity else 1.0
+    penalties = Penalties(float(sparsity), float(continuity), scale, beta)
     semi = w_mask & _mask(anchored, K) if adapt is not None else np.zeros(K, dtype=bool)
     if normalise_bases and w_mask.any():  # start from unit templates (the model unchanged), so the
         norms = np.sqrt(np.einsum("fkt,fkt->k", W, W))  # pull toward them compares like with like

@@ -152,16 +152,17 @@ def stem_labels(kit_labels: Sequence[str] | None, k: int, extra: int) -> list[st
 
 
 def output_names(components: int, resynth: bool, plot: bool, labels: Sequence[str] | None = None,
-                 extra: Sequence[str] = (), channels: int = 1, ext: str = ".wav") -> list[str]:
+                 extra: Sequence[str] = (), channels: int = 1, ext: str = ".wav", templates: bool = False) -> list[str]:
     """File names a decomposition writes, in writing order (``ext``: the components' audio format).
 
     Buffers wider than WAV allows (``channels * components`` > 1024) are written as .npy only.
+    ``templates``: model "nmfd"'s templates are written too, as ``templates.npy``.
     """
     stems = list(labels) if labels else [str(k + 1) for k in range(components)]
     names = [*extra, *(f"component_{s}{ext}" for s in stems if resynth)]
     if channels * components <= WAV_MAX_CHANNELS:
         names += ["bases.wav", "activations.wav"]
-    names += ["bases.npy", "activations.npy", "summary.json"]
+    names += ["bases.npy", "activations.npy", *(["templates.npy"] if templates else []), "summary.json"]
     if plot:
         names += ["bases.png", "activations.png"]
     return names
@@ -197,6 +198,7 @@ def summary(res: DecomposeResult, sample_rate: int, source_name: str, timings: M
             "start_chan": res.start_chan, "num_chans": res.num_channels, "precision": res.precision,
             "extra_components": res.extra_components, "kernel": res.kernel,
         },
+        "model": res.model.describe(),
         "labels": list(labels) if labels else [f"component {k + 1}" for k in range(res.components)],
         "shapes": {
             "bases": list(res.bases.shape), "activations": list(res.activations.shape),
@@ -222,7 +224,8 @@ def write_decomposition(res: DecomposeResult, sample_rate: int, out: OutputSet, 
     buffers stay float32 WAV, as FluCoMa loads them). Returns the summary written as ``summary.json``.
     """
     K, C = res.components, res.num_channels
-    names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}), C, audio_extension(format))
+    names = output_names(K, res.resynth is not None, plot, labels, list(extra or {}), C, audio_extension(format),
+                         templates=res.templates is not None)
     comp_names = [n for n in names if n.startswith("component_")]
     t0 = time.perf_counter()
     for name, (data, sr) in (extra or {}).items():
@@ -236,6 +239,8 @@ def write_decomposition(res: DecomposeResult, sample_rate: int, out: OutputSet, 
         out.write_audio("activations.wav", res.activations, sample_rate / res.hop_size)
     out.write_npy("bases.npy", res.bases)
     out.write_npy("activations.npy", res.activations)
+    if res.templates is not None:
+        out.write_npy("templates.npy", res.templates)
     if plot:
         from ..plot import plot_activations, plot_bases
 
@@ -328,6 +333,12 @@ def decompose_job(
     plan_only: bool = False,
     format: str | None = None,
     subtype: str | None = None,
+    model: str = "flucoma",
+    beta: float | None = None,
+    template_frames: int | None = None,
+    warm_iterations: int | None = None,
+    sparsity: float | None = None,
+    continuity: float | None = None,
 ) -> JobResult:
     """Decompose an audio file into ``out_dir``: ``component_<k>.wav``, FluCoMa buffers, ``summary.json``.
 
@@ -347,6 +358,9 @@ def decompose_job(
             ``memory_bytes``, ``memory`` (the estimate by part), ``components``, ``channels``,
             ``samples``, ``bins``, ``frames`` and ``outputs`` (the names a run would write); ``result`` is the plan.
         format, subtype: the components' audio format (default float32 WAV).
+        model, beta, template_frames, warm_iterations, sparsity, continuity: the factorisation model
+            (as :func:`bufnmf.decompose`); model "nmfd" also writes ``templates.npy`` (bins,
+            channels * components, template_frames), and ``summary.json`` records the model.
         The rest: as :func:`bufnmf.decompose`.
 
     Returns:
@@ -388,11 +402,13 @@ def decompose_job(
                       hop_size=settings.hop_size, fft_size=settings.fft_size, seed=seed, bases=W, bases_mode=b_mode,
                       activations=H, act_mode=a_mode, resynth=resynth, precision=precision, resynth_streamed=big,
                       extra_components=extra, smooth_frames=smooth_frames, smooth_method=smooth_method,
-                      max_memory=_memory(max_memory), held_source=n_sel * chans * 4)
+                      max_memory=_memory(max_memory), held_source=n_sel * chans * 4, model=model, beta=beta,
+                      template_frames=template_frames, warm_iterations=warm_iterations, sparsity=sparsity,
+                      continuity=continuity)
     plan = replace(checked.plan, start_frame=s0, start_chan=c0)  # every size checked: only now build anything
     labels = stem_labels(kit.labels if kit is not None and len(kit.labels) == k else None, k, extra)
     names = output_names(plan.components, resynth, plot, labels, channels=plan.num_channels,
-                         ext=audio_extension(format))
+                         ext=audio_extension(format), templates=plan.model.name == "nmfd")
     if resynth:
         check_audio_output(names[0], plan.num_channels, sr, format, subtype)
     out = OutputSet(out_dir, names, force=force, inputs=[source, *_with_sidecar(bases), activations],

@@ -5,7 +5,9 @@ real recordings in ../shared/data (the synthetic drum loop when they are absent)
 a temporary folder. Every contender decomposes every file with K=3, 100 iterations, resynthesis
 on, seed 1, writing the single-file command's outputs:
 
-* ``jobs loop``: one Python process calling ``decompose_job`` per file (the engine's baseline);
+* ``jobs loop, 1 thread``: one Python process calling ``decompose_job`` per file on one numerical
+  thread, as each batch worker does (the engine's baseline); ``jobs loop, all cores' threads``:
+  the same with numba's default threads (every core), as a single-file command runs;
 * ``batch, 1 worker`` and ``batch, 2 workers``: ``bufnmf.batch.run`` on a local cluster, timed
   from the call to its return (cluster start-up, corpus scan, index and shut-down included);
 * ``command loop``: ``bufnmf decompose FILE -o DIR`` in a new process per file, as a shell loop
@@ -82,10 +84,15 @@ def cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def jobs_loop(paths: list[Path], corpus: Path, out: Path) -> float:
+def jobs_loop(paths: list[Path], corpus: Path, out: Path, threads: int | None = None) -> float:
+    """``decompose_job`` per file in this process; ``threads``: numerical threads (None: numba's default,
+    every core; 1: as each batch worker runs)."""
+    from bufnmf.batch.tasks import limit_threads
+
     t = time.perf_counter()
-    for p in paths:
-        decompose_job(p, out / p.relative_to(corpus).with_suffix(""), **PARAMS)
+    with limit_threads(threads):
+        for p in paths:
+            decompose_job(p, out / p.relative_to(corpus).with_suffix(""), **PARAMS)
     return time.perf_counter() - t
 
 
@@ -132,11 +139,12 @@ def main() -> None:
                 "params": {**PARAMS, "resynth": True}}
         print("setup:", json.dumps(info))
         contenders = {
-            "jobs loop (1 process)": lambda out: jobs_loop(paths, corpus, out) / len(paths),
+            "jobs loop, 1 thread (1 process)": lambda out: jobs_loop(paths, corpus, out, 1) / len(paths),
             "batch, 1 worker": lambda out: batch_run(corpus, out, 1) / len(paths),
             "batch, 2 workers": lambda out: batch_run(corpus, out, 2) / len(paths),
             "command loop (process per file)": lambda out: command_loop(paths[: args.loop_files], corpus, out)
             / min(args.loop_files, len(paths)),
+            "jobs loop, all cores' threads": lambda out: jobs_loop(paths, corpus, out) / len(paths),
         }
         names = list(contenders)
         runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -154,7 +162,7 @@ def main() -> None:
                       f"cpu {cpu_per_file * 1000:7.1f} ms/file  (load {l0:.2f} -> {load():.2f})", flush=True)
                 shutil.rmtree(out)
         med = {n: statistics.median(x["seconds_per_file"] for x in runs[n]) for n in names}
-        loop, w1, w2, cmd = (med[n] for n in names)
+        loop, w1, w2, cmd, _ = (med[n] for n in names)
         rows = [{"contender": n, "median_seconds_per_file": med[n], "files_per_second": 1 / med[n],
                  "runs": runs[n]} for n in names]
         ratios = {"two_workers_over_one": w1 / w2, "one_worker_over_jobs_loop": w1 / loop,

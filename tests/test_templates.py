@@ -218,7 +218,16 @@ def test_cli_learn_decompose_track(tmp_path, capsys, synth, kit):
     rows = (tmp_path / "nmfd.csv").read_text().splitlines()
     assert rows[0] == "time,label,strength,end,velocity,pitch"
     assert len(rows) - 1 == sum(len(v) for v in onsets.values())
-    # FluCoMa's bases (what decompose --bases takes): one spectrum per drum
+    # decompose --bases with that kit: one basis per drum (each template summed over its frames)
+    code, _, err = run(["decompose", loop, "-o", tmp_path / "nmfd-parts", "--bases", tmp_path / "nmfd.wav",
+                        "--bases-mode", "fixed", "--iterations", "30"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "nmfd-parts").glob("component_*.wav")) == [
+        "component_hihat.wav", "component_kick.wav", "component_snare.wav"]
+    W = np.load(tmp_path / "nmfd-parts" / "bases.npy")
+    T = sf.read(tmp_path / "nmfd.wav")[0].reshape(513, 3, 8).sum(axis=2)
+    np.testing.assert_allclose(W, T / np.linalg.norm(T, axis=0), rtol=1e-4, atol=1e-6)
+    # FluCoMa's bases (one spectrum per drum, as FluCoMa learns them)
     code, _, err = run(["learn", *hits, "-o", tmp_path / "kit.wav", "--method", "flucoma"], capsys)
     assert code == 0, err
     meta = json.loads((tmp_path / "kit.json").read_text())

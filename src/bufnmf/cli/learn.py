@@ -28,7 +28,7 @@ Examples:
   bufnmf learn hits/kick.wav hits/snare.wav hits/hihat.wav -o kit.wav     # percussive: NMFD templates
   bufnmf learn notes/*.wav -o piano.wav                                   # labels C4, Bb2, ...: pitched
   bufnmf learn soft.wav hard.wav --label snare --label snare --merge-labels -o snare.wav
-  bufnmf learn hits/*.wav --method flucoma -o bases.wav   # FluCoMa's bases, for decompose --bases
+  bufnmf learn hits/*.wav --method flucoma -o bases.wav   # FluCoMa's bases (one spectrum per file)
   bufnmf decompose loop.wav -o parts --bases bases.wav --bases-mode fixed
 
 \b

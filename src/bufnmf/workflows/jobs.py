@@ -373,7 +373,8 @@ def decompose_job(
     W: np.ndarray | None
     H: np.ndarray | None
     if kit is not None:  # the buffer is read once; the kit's own check covers its rate
-        W, b_rate = kit.bases, None
+        # one basis per template: an NMFD kit's templates (several frames each) summed over their frames
+        W, b_rate = kit.spectra, None
     else:
         W, b_rate = read_buffer(bases, "bases") if bases is not None else (None, None)
     H, a_rate = read_buffer(activations, "activations") if activations is not None else (None, None)

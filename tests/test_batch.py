@@ -23,6 +23,7 @@ import soundfile as sf
 
 import bufnmf.batch as batch
 from bufnmf.batch import corpus, records
+from bufnmf.batch.tasks import limit_threads
 from bufnmf.cli import main
 from bufnmf.errors import BufNMFError
 
@@ -536,8 +537,9 @@ def test_batch_track_writes_each_files_events_and_one_table(client, drum_corpus,
     table = batch.read_index_csv(out / "events.csv")
     for r in rows:
         single = tmp_path / f"{r['output']}.csv"
-        assert main(["track", r["path"], "--bases", str(kit), "-o", str(single), "--seed", "2", "--midi",
-                     str(tmp_path / f"{r['output']}.mid")]) == 0
+        with limit_threads(1):  # as a batch worker runs it: BLAS's sums in the fit round alike
+            assert main(["track", r["path"], "--bases", str(kit), "-o", str(single), "--seed", "2", "--midi",
+                         str(tmp_path / f"{r['output']}.mid")]) == 0
         assert (out / r["output"] / "events.csv").read_bytes() == single.read_bytes()
         assert (out / r["output"] / "events.mid").read_bytes() == (tmp_path / f"{r['output']}.mid").read_bytes()
         mine = [e for e in table if e["path"] == r["path"]]

@@ -490,13 +490,15 @@ class OutputSet:
             missing.append(p)
             p = p.parent
         for d in reversed(missing):
+            fs.created.append(d)  # first: an interrupt right after mkdir must still find it to remove
             try:
                 d.mkdir()
             except FileExistsError:
+                fs.created.pop()
                 continue
             except OSError as exc:
+                fs.created.pop()
                 raise BufNMFError(f"cannot create output folder {fs.path}: {exc.strerror or exc}") from None
-            fs.created.append(d)
 
     def _mark_owner(self, fs: _Folder, last: bool = True) -> bool:
         """A mark file held locked while this set lives: its temporaries are not anyone's leftovers."""

@@ -284,6 +284,9 @@ def learn_bases(
     if method == "percussive":  # unit L2 as NMF bases from decompose are (so merging averages like with like)
         norms = np.sqrt(np.einsum("fkt,fkt->k", templates, templates))
         templates = templates / np.where(norms > 0, norms, 1.0)[None, :, None]
+        # float32, as a kit stores them and as decompose's bases are: merging these here or merging
+        # kits learnt one example each (stack_kits, bufnmf batch learn) gives the same values
+        templates = templates.astype(np.float32).astype(np.float64)
     if merge_labels:
         order = list(dict.fromkeys(names))
         group_of = dict(zip(names, groups, strict=True))

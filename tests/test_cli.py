@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import soundfile as sf
 from bufnmf.cli import main
 from bufnmf.demo import drum_loop
 from bufnmf.io.outputs import OutputSet
+
+from .conftest import run_on_terminal, src_env
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -189,42 +190,9 @@ def test_debug_shows_traceback(tmp_path, capsys):
     assert code == 2 and "Traceback" in err and "bufnmf: error:" in err
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _run_on_terminal(args: list[str], timeout: float = 120) -> tuple[int, str]:
-    """Run a command with stdout and stderr on a pseudo-terminal; return its exit code and what it printed."""
-    import pty
-    import select
-
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(args, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=_env())
-    os.close(follower)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # the terminal closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    return proc.wait(timeout=10), b"".join(chunks).decode(errors="replace")
-
-
 @pytest.mark.slow
 def test_demo_runs_as_module(tmp_path):
-    code, printed = _run_on_terminal([sys.executable, "-m", "bufnmf", "demo", "-o", str(tmp_path / "d")])
+    code, printed = run_on_terminal([sys.executable, "-m", "bufnmf", "demo", "-o", str(tmp_path / "d")])
     assert code == 0, printed
     assert "kick" in printed and "snare" in printed and "hihat" in printed
     names = sorted(p.name for p in (tmp_path / "d").iterdir())
@@ -237,7 +205,7 @@ def test_demo_runs_as_module(tmp_path):
     assert {m["drum"] for m in summary["matches"]} == {"kick", "snare", "hihat"}
     # piped, as the README says, it prints nothing (the files are the same)
     proc = subprocess.run([sys.executable, "-m", "bufnmf", "demo", "-o", str(tmp_path / "e")], capture_output=True,
-                          text=True, env=_env(), timeout=120)
+                          text=True, env=src_env(), timeout=120)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr
 
 
@@ -248,7 +216,7 @@ def test_interrupt_mid_run_leaves_no_outputs(tmp_path, sig):
     sf.write(long, np.random.default_rng(0).standard_normal((44100 * 30, 1)) * 0.1, 44100, subtype="FLOAT")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "bufnmf", "decompose", str(long), "-o", str(out), "-k", "8",
-                             "--iterations", "100000"], env=_env(), stderr=subprocess.PIPE, text=True)
+                             "--iterations", "100000"], env=src_env(), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not out.exists() and time.time() < deadline:  # the folder appears just before the work
         time.sleep(0.05)

@@ -26,8 +26,9 @@ from bufnmf.cli import cli, main
 from bufnmf.demo import drum_loop
 from bufnmf.workflows.tracking import pick_onsets
 
+from .conftest import src_env
+
 SR = 44100
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def run(args, capsys):
@@ -43,15 +44,9 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
         assert n in err, (n, err)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def pipe(args, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bufnmf", *map(str, args)], input=stdin, capture_output=True,
-                          env=_env(), timeout=timeout)
+                          env=src_env(), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +199,7 @@ def test_audio_to_a_terminal_is_refused(d, tmp_path):
     leader, follower = pty.openpty()
     try:
         proc = subprocess.run([sys.executable, "-m", "bufnmf", "cross", str(d / "kick.wav"), str(d / "snare.wav"),
-                               "-o", "-"], stdout=follower, stderr=subprocess.PIPE, env=_env(), timeout=120)
+                               "-o", "-"], stdout=follower, stderr=subprocess.PIPE, env=src_env(), timeout=120)
     finally:
         os.close(follower)
         os.close(leader)

@@ -27,20 +27,15 @@ from bufnmf.demo import drum_loop
 from bufnmf.io import outputs as o
 from bufnmf.io.audio import read_audio
 
+from .conftest import src_env
+
 SR = 22050
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def run(args, capsys):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -103,7 +98,7 @@ RUN_WITH_SCRATCH = ("import sys, bufnmf.workflows.jobs as j; j.SCRATCH_ABOVE_BYT
 def _cli(args, scratch_above: int | None = None, preexec=None, timeout: float = 300):
     head = [sys.executable, "-c", RUN_WITH_SCRATCH, str(scratch_above)] if scratch_above is not None else \
         [sys.executable, "-m", "bufnmf"]
-    return subprocess.run([*head, *map(str, args)], capture_output=True, text=True, env=_env(), preexec_fn=preexec,
+    return subprocess.run([*head, *map(str, args)], capture_output=True, text=True, env=src_env(), preexec_fn=preexec,
                           timeout=timeout)
 
 
@@ -246,7 +241,7 @@ sys.exit(main(sys.argv[2:]))
 def test_a_commit_killed_half_way_is_rolled_back_by_the_next_run(at, earlier_run, loop, capsys):
     before = snapshot(earlier_run)
     args = ["decompose", loop, "-o", earlier_run, "-k", "2", "--iterations", "3", "--seed", "2", "--force"]
-    res = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, str(at), *map(str, args)], env=_env(),
+    res = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, str(at), *map(str, args)], env=src_env(),
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == -signal.SIGKILL, res.stderr
     assert snapshot(earlier_run) != before  # the kill left the folder half-way
@@ -416,7 +411,7 @@ def test_the_lock_holds_when_a_waiter_opened_the_old_lock_file(tmp_path, monkeyp
 def test_many_runs_racing_for_one_folder_leave_one_whole_run(tmp_path, loop):
     out = tmp_path / "race"
     procs = [subprocess.Popen([sys.executable, "-m", "bufnmf", "decompose", str(loop), "-o", str(out), "-k",
-                               str(k), "--iterations", "20", "--seed", str(k), "--force"], env=_env(),
+                               str(k), "--iterations", "20", "--seed", str(k), "--force"], env=src_env(),
                               stderr=subprocess.PIPE, text=True) for k in (1, 2, 3, 4, 5, 6)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert all(code == 0 or (code == 2 and "another bufnmf run is writing" in err) for code, err in results), results
@@ -453,7 +448,7 @@ def test_a_killed_runs_scratch_map_and_lock_are_cleaned_by_the_next_run(tmp_path
     src = _noise(tmp_path / "long.wav", 20)
     out = tmp_path / "parts"
     proc = subprocess.Popen([sys.executable, "-c", RUN_WITH_SCRATCH, "1", "decompose", str(src), "-o", str(out), "-k",
-                             "4", "--iterations", "100000"], env=_env(), stderr=subprocess.DEVNULL)
+                             "4", "--iterations", "100000"], env=src_env(), stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and any("scratch" in p.name for p in out.iterdir())):
         time.sleep(0.05)
@@ -515,7 +510,7 @@ def test_reading_a_selection_reads_only_it(tmp_path):
     size = big.stat().st_size
 
     def measure(*args):
-        res = subprocess.run([sys.executable, "-c", MEASURE, str(big), str(tmp_path), *args], env=_env(),
+        res = subprocess.run([sys.executable, "-c", MEASURE, str(big), str(tmp_path), *args], env=src_env(),
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout.strip().splitlines()[-1])
@@ -561,7 +556,7 @@ def _interrupt_after_start(args: list[str], delay: float) -> tuple[int, str]:
     """Start ``python -X importtime -m bufnmf ARGS``; once bufnmf's first module has run (importtime
     reports it; Python's own start-up, before any line of bufnmf, is all that comes earlier), wait
     ``delay`` seconds and send SIGINT. Returns the exit status and stderr without importtime's lines."""
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "bufnmf", *map(str, args)], env=_env(),
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "bufnmf", *map(str, args)], env=src_env(),
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines: list[str] = []

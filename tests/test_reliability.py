@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -19,6 +18,8 @@ import bufnmf
 from bufnmf import BufNMFError, BufNMFWarning
 from bufnmf.cli import main
 from bufnmf.resources import estimate
+
+from .conftest import src_env
 
 SR = 22050
 
@@ -205,12 +206,6 @@ def test_fuzzed_audio_files_never_crash_the_cli(files, tmp_path, capsys):
     assert outcomes[0] and outcomes[2]  # both outcomes were exercised
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.mark.slow
 def test_two_runs_into_one_folder_do_not_mix(files, tmp_path):
     out = tmp_path / "shared-out"
@@ -218,7 +213,7 @@ def test_two_runs_into_one_folder_do_not_mix(files, tmp_path):
     sf.write(long, np.random.default_rng(1).standard_normal((SR * 20, 1)) * 0.1, SR, subtype="FLOAT")
     cmds = [[sys.executable, "-m", "bufnmf", "decompose", str(long), "-o", str(out), "-k", "3", "--iterations",
              "30", "--seed", str(seed), "--force"] for seed in (1, 2)]
-    procs = [subprocess.Popen(c, env=_env(), stderr=subprocess.PIPE, text=True) for c in cmds]
+    procs = [subprocess.Popen(c, env=src_env(), stderr=subprocess.PIPE, text=True) for c in cmds]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert all(code in (0, 2) for code, _ in results), results
     assert any(code == 0 for code, _ in results)
@@ -252,7 +247,7 @@ peak = hwm()
 est = estimate(x.shape[0], 2, 4, resolve_fft_settings(1024), "float32", True)
 print(json.dumps({"used": peak - before, "estimate": est.total, "peak_before": peak_before, "before": before}))
 """
-    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], env=src_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["peak_before"] < r["before"] + r["estimate"]  # the warm-up did not hide the peak

@@ -19,7 +19,7 @@ from bufnmf.dsp.fft import FFTSettings, hann
 from bufnmf.dsp.sines import SinesConfig, SinesProcessor
 from bufnmf.dsp.stream import StreamEngine
 
-from .conftest import DATA, SHARED, need_shared
+from .conftest import DATA, SHARED, need_shared, run_on_terminal
 from .sines_reference import RefModel
 
 FAMILY = SHARED / "fixtures" / "flucoma-family"
@@ -650,52 +650,17 @@ def test_job_reports_what_it_did(tmp_path, stereo_file):
     assert job.summary["timings"]["compiled_kernels"] in (True, False)
 
 
-def _on_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
-    """Run a command on a pseudo-terminal of 24 x 100 characters; its exit code and what it printed."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import subprocess
-    import termios
-    import time
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm draws nothing in 0 columns
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(args, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=env)
-    os.close(follower)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # the terminal closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    return proc.wait(timeout=10), b"".join(chunks).decode(errors="replace")
-
-
 @pytest.mark.slow
 def test_cli_on_a_terminal_shows_progress_and_what_it_wrote(tmp_path, stereo_file):
     import sys
 
     cmd = [sys.executable, "-m", "bufnmf", "sines", str(stereo_file), "-o"]
-    code, printed = _on_terminal([*cmd, str(tmp_path / "t")])
+    code, printed = run_on_terminal([*cmd, str(tmp_path / "t")], timeout=300, columns=100)
     assert code == 0, printed
     assert "Sines:   0%" in printed and "frame/s" in printed  # the bar (cleared when done)
     assert "2 channel(s)" in printed and "tracks, sines" in printed and "of the energy" in printed
     assert "wrote" in printed and "tracks.csv" in printed
-    code, printed = _on_terminal([*cmd, str(tmp_path / "u"), "--quiet"])
+    code, printed = run_on_terminal([*cmd, str(tmp_path / "u"), "--quiet"], timeout=300, columns=100)
     assert code == 0 and printed.strip() == "", printed
 
 

@@ -64,20 +64,21 @@ def resolve_seed(seed: object, name: str = "seed") -> int:
     return secrets.randbits(63) if s == -1 else s
 
 
-def span(start_name: str, num_name: str, start: object, num: object, size: int, unit: str) -> tuple[int, int]:
+def span(start_name: str, num_name: str, start: object, num: object, size: int, unit: str,
+         where: str = "the source") -> tuple[int, int]:
     """Check a FluCoMa-style range (start, count or -1 for the rest) inside ``size`` items.
 
-    Returns ``(start, count)`` with ``count`` resolved; :class:`BufNMFError` names both parameters
-    and the valid range.
+    Returns ``(start, count)`` with ``count`` resolved; :class:`BufNMFError` names both parameters,
+    ``where`` (what holds the items, e.g. "the source" or "source loop.wav") and the valid range.
     """
     s = as_int(start_name, start)
     n = as_int(num_name, num)
     if not 0 <= s < size:
-        raise BufNMFError(f"{start_name} {s} is outside the source: it has {size} {unit} (0..{size - 1})")
+        raise BufNMFError(f"{start_name} {s} is outside {where}: it has {size} {unit} (0..{size - 1})")
     if n == -1:
         n = size - s
     if n < 1 or s + n > size:
-        raise BufNMFError(f"{num_name} {n} from {start_name} {s} is not in the source's {size} {unit}: "
+        raise BufNMFError(f"{num_name} {n} from {start_name} {s} is not in {where}'s {size} {unit}: "
                           f"use 1..{size - s}, or -1 for the rest")
     return s, n
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 import soundfile as sf
 
-from ..checks import as_int
+from ..checks import as_int, span
 from ..errors import BufNMFError
 
 STDIN = "-"
@@ -177,7 +177,7 @@ def read_audio(path: str | os.PathLike[str], what: str = "source", *, start_fram
         total, nch = int(f.frames), int(f.channels)
         if total <= 0:
             raise BufNMFError(f"{what} {name} holds no samples: give a file with sound in it")
-        s0, n = _frames(start_frame, num_frames, total, what, name)
+        s0, n = span("start_frame", "num_frames", start_frame, num_frames, total, "samples", f"{what} {name}")
         picked = _channels(channels, nch, what, name)
         mix = isinstance(picked, str)
         cols = picked if isinstance(picked, slice) else slice(0, nch)
@@ -206,19 +206,6 @@ def read_audio(path: str | os.PathLike[str], what: str = "source", *, start_fram
             raise BufNMFError(f"{what} {name} is truncated: its header declares {total} frames but the audio ends "
                               f"after {s0 + done}: export or copy it again")
         return out, int(f.samplerate)
-
-
-def _frames(start: object, num: object, total: int, what: str, name: str) -> tuple[int, int]:
-    s = as_int("start_frame", start)
-    n = as_int("num_frames", num)
-    if not 0 <= s < total:
-        raise BufNMFError(f"start_frame {s} is outside {what} {name}: it has {total} samples (0..{total - 1})")
-    if n == -1:
-        n = total - s
-    if n < 1 or s + n > total:
-        raise BufNMFError(f"num_frames {n} from start_frame {s} is not in {what} {name}'s {total} samples: "
-                          f"use 1..{total - s}, or -1 for the rest")
-    return s, n
 
 
 def _channels(channels: int | slice | str | None, nch: int, what: str, name: str) -> slice | str:

@@ -53,7 +53,7 @@ from ..clients.nmfseed import nmf_seed
 from ..clients.sines import TRACK_DTYPE, SinesResult, kernels_ready, resolve_sines_config, sines
 from ..dsp.fft import FFTSettings, resolve_fft_settings
 from ..errors import BufNMFError
-from ..io.audio import audio_info, display_name, is_stdin, read_audio, read_buffer
+from ..io.audio import AudioInfo, audio_info, display_name, is_stdin, read_audio, read_buffer
 from ..io.events import events_to_midi, events_to_text, output_format
 from ..io.outputs import WAV_MAX_CHANNELS, OutputSet, audio_extension, check_audio_output
 from ..resources import memory_limit, page_releaser
@@ -109,13 +109,16 @@ def pick_channel(data: np.ndarray, channel: Channel, what: str = "source") -> np
 
 
 def read_channel(source: str | os.PathLike[str], channel: Channel, what: str = "source", *, start_frame: int = 0,
-                 num_frames: int = -1) -> tuple[np.ndarray, int]:
+                 num_frames: int = -1, info: AudioInfo | None = None) -> tuple[np.ndarray, int]:
     """One channel of an audio file for a mono object, by the jobs' channel rule, reading only it
     (and only the frames ``start_frame .. + num_frames``, -1: to the end).
 
+    ``info``: the file's :func:`bufnmf.io.audio.audio_info`, when the caller has it already.
+
     Returns ``(samples, sample_rate)``: (samples,) float32 (float64 for ``channel="mix"``, the mean).
     """
-    info = audio_info(source, what)
+    if info is None:
+        info = audio_info(source, what)
     if channel is None:
         if info.channels != 1:
             raise BufNMFError(f"the {what} has {info.channels} channels but this process takes one: choose a "
@@ -589,8 +592,8 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     if unknown:
         raise BufNMFError(f"--note {unknown[0]}: the kit has no sound {unknown[0]!r}; its sounds are "
                           f"{', '.join(dict.fromkeys(kit.sounds))}")
-    mono, sr = read_channel(source, channel)
-    info_channels = audio_info(source).channels
+    source_info = audio_info(source)
+    mono, sr = read_channel(source, channel, info=source_info)
     settings = fft_for(kit, window_size, hop_size, fft_size, sr, f"source {display_name(source)}")
     events = track(mono, kit, sample_rate=sr, threshold=threshold, min_gap=min_gap, smooth=smooth, release=release,
                    iterations=iterations, seed=seed, window_size=settings.window_size,
@@ -606,10 +609,11 @@ def track_job(source: str | os.PathLike[str], bases: str | os.PathLike[str], out
     sounds = list(dict.fromkeys(kit.sounds))
     counts = {lab: sum(e.label == lab for e in events) for lab in sounds}
     info = {"bufnmf_version": __version__, "source": display_name(source), "sample_rate": sr, "kit": str(bases),
-            "channels": info_channels, "duration": len(mono) / sr, "method": events.method, "causal": bool(causal),
-            "seed": events.seed, "events": len(events), "components": len(kit.labels) + int(extra_components),
-            "counts": counts, "window_size": settings.window_size, "hop_size": settings.hop_size,
-            "fft_size": settings.fft_size, "outputs": [str(p) for p in written]}
+            "channels": source_info.channels, "duration": len(mono) / sr, "method": events.method,
+            "causal": bool(causal), "seed": events.seed, "events": len(events),
+            "components": len(kit.labels) + int(extra_components), "counts": counts,
+            "window_size": settings.window_size, "hop_size": settings.hop_size, "fft_size": settings.fft_size,
+            "outputs": [str(p) for p in written]}
     return JobResult(written, info, events)
 
 

@@ -4,7 +4,7 @@ The workers share the batch's terminal: Ctrl-C reaches them too. They ignore it,
 batch itself stops them cleanly (the files being done stop without writing, or finish).
 
 Once a worker has closed cleanly (``dask_teardown``), its process skips the interpreter's
-final clean-up of every imported module (numpy, scipy, numba, Dask: measured ~0.25 s per
+final clean-up of every module it imported (the numerical libraries and Dask: ~0.25 s per
 process, which every batch waited for at its end): at exit it flushes its output and logs and
 leaves with status 0, as a process forked by ``multiprocessing`` does.
 """

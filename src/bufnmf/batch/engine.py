@@ -463,7 +463,7 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
 
     name = f"bufnmf-batch-cancel-{uuid.uuid4().hex}"
     event = Event(name, client=client)
-    shared = client.scatter(threads, broadcast=True, hash=False)
+    budgets = dict(threads)  # a few bytes, sent with each task (scatter's broadcast stalled a test cluster)
     # Tasks go to the scheduler a chunk at a time (each submission is one graph update for it),
     # keeping at most `window` unfinished: enough to keep every worker thread busy, few enough
     # that a batch of 100,000 files never holds them all at once.
@@ -488,11 +488,13 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
         if not chunk:
             return
         keys = [f"bufnmf-{task.job}-{i}-{uuid.uuid4().hex[:8]}" for i, task in chunk]
-        futs = client.map(execute, [task for _, task in chunk], budgets=shared, cancel=name, key=keys, pure=False)
-        for (i, _), fut in zip(chunk, futs, strict=True):
-            where[fut.key] = i
-            pending[fut.key] = fut
-        running.update(futs)
+        with _interrupts_after():  # a Ctrl-C here would leave tasks running that the batch does not know of
+            futs = client.map(execute, [task for _, task in chunk], budgets=budgets, cancel=name, key=keys,
+                              pure=False)
+            for (i, _), fut in zip(chunk, futs, strict=True):
+                where[fut.key] = i
+                pending[fut.key] = fut
+            running.update(futs)
 
     def result(fut: Any, value: Any = None) -> Row:
         i = where[fut.key]
@@ -512,7 +514,7 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
     try:
         for fut, value in running:
             row = result(fut, value)
-            rows[where[fut.key]] = row
+            rows[where[fut.key]] = row  # (before it leaves `pending`: an interrupt keeps the row)
             done += 1
             del pending[fut.key]
             fut.release()
@@ -534,6 +536,22 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
         with contextlib.suppress(Exception):
             client.cancel(left)
     return interrupted
+
+
+@contextlib.contextmanager
+def _interrupts_after() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives in the block until its end (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class _HeldInterrupts:

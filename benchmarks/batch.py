@@ -9,7 +9,9 @@ on, seed 1, writing the single-file command's outputs:
   thread, as each batch worker does (the engine's baseline); ``jobs loop, all cores' threads``:
   the same with numba's default threads (every core), as a single-file command runs;
 * ``batch, 1 worker`` and ``batch, 2 workers``: ``bufnmf.batch.run`` on a local cluster, timed
-  from the call to its return (cluster start-up, corpus scan, index and shut-down included);
+  from the call to its return (cluster start-up, corpus scan, index and shut-down included); also
+  reported: when the first file was done (start-up) and the files per second between 10% and 90%
+  of the files done (the steady state);
 * ``command loop``: ``bufnmf decompose FILE -o DIR`` in a new process per file, as a shell loop
   would (on the first ``--loop-files`` files; its per-file time is what 200 files would cost).
 
@@ -96,11 +98,22 @@ def jobs_loop(paths: list[Path], corpus: Path, out: Path, threads: int | None = 
     return time.perf_counter() - t
 
 
+#: per batch run: seconds to its first finished file, and the files per second between 10% and
+#: 90% of the files done (the steady state, without start-up and shut-down)
+PHASES: list[dict[str, float]] = []
+
+
 def batch_run(corpus: Path, out: Path, workers: int) -> float:
+    stamps: list[float] = []
     t = time.perf_counter()
-    index = bufnmf.batch.run("decompose", corpus, out, workers=workers, **PARAMS)
+    index = bufnmf.batch.run("decompose", corpus, out, workers=workers,
+                             progress=lambda row, done, total: stamps.append(time.perf_counter() - t) and None,
+                             **PARAMS)
     sec = time.perf_counter() - t
     assert index.counts["ok"] == len(index), index.counts
+    a, b = len(stamps) // 10, (9 * len(stamps)) // 10
+    PHASES.append({"first_file_seconds": stamps[0], "steady_files_per_second": (b - a) / (stamps[b] - stamps[a]),
+                   "after_last_file_seconds": sec - stamps[-1]})
     return sec
 
 
@@ -153,13 +166,16 @@ def main() -> None:
             for name in order:
                 out = tmp / "out"
                 l0, c0 = load(), cpu()
+                PHASES.clear()
                 per_file = contenders[name](out)
                 n = min(args.loop_files, len(paths)) if name.startswith("command") else len(paths)
                 cpu_per_file = (cpu() - c0) / n
                 runs[name].append({"seconds_per_file": per_file, "cpu_seconds_per_file": cpu_per_file,
-                                   "load_before": l0, "load_after": load()})
+                                   "load_before": l0, "load_after": load(), **(PHASES[0] if PHASES else {})})
+                phases = (f"  first file after {PHASES[0]['first_file_seconds']:.2f} s, steady "
+                          f"{PHASES[0]['steady_files_per_second']:.2f} files/s" if PHASES else "")
                 print(f"round {r + 1}: {name:32s} {per_file * 1000:8.1f} ms/file  {1 / per_file:6.2f} files/s  "
-                      f"cpu {cpu_per_file * 1000:7.1f} ms/file  (load {l0:.2f} -> {load():.2f})", flush=True)
+                      f"cpu {cpu_per_file * 1000:7.1f} ms/file  (load {l0:.2f} -> {load():.2f}){phases}", flush=True)
                 shutil.rmtree(out)
         med = {n: statistics.median(x["seconds_per_file"] for x in runs[n]) for n in names}
         loop, w1, w2, cmd, _ = (med[n] for n in names)
@@ -167,6 +183,13 @@ def main() -> None:
                  "runs": runs[n]} for n in names]
         ratios = {"two_workers_over_one": w1 / w2, "one_worker_over_jobs_loop": w1 / loop,
                   "batch_2_workers_over_command_loop": cmd / w2, "batch_1_worker_over_command_loop": cmd / w1}
+        per_round = [a["seconds_per_file"] / b["seconds_per_file"]
+                     for a, b in zip(runs["batch, 1 worker"], runs["batch, 2 workers"], strict=True)]
+        steady = {n: statistics.median(x["steady_files_per_second"] for x in runs[n])
+                  for n in ("batch, 1 worker", "batch, 2 workers")}
+        first = {n: statistics.median(x["first_file_seconds"] for x in runs[n]) for n in steady}
+        ratios["two_workers_over_one_each_round"] = per_round
+        ratios["two_workers_over_one_steady_state"] = steady["batch, 2 workers"] / steady["batch, 1 worker"]
         print(f"\n{args.files} files of {args.seconds:g} s ({what}), K=3, 100 iterations, resynthesis; "
               f"medians of {args.rounds} interleaved rounds")
         print(f"{'contender':34s} {'ms/file':>9s} {'files/s':>8s} {'cpu ms/file':>12s} {'load avg (min-max)':>20s}")
@@ -178,6 +201,9 @@ def main() -> None:
         print(f"2 workers / 1 worker: {ratios['two_workers_over_one']:.2f}x (target >= 1.8); 1 worker / jobs loop "
               f"time per file: {ratios['one_worker_over_jobs_loop']:.2f} (target <= 1.10); batch (2 workers) / "
               f"command loop: {ratios['batch_2_workers_over_command_loop']:.1f}x faster (target >= 5)")
+        print(f"2 workers / 1 worker in each round: {', '.join(f'{x:.2f}x' for x in per_round)}; in the steady "
+              f"state (10% to 90% of the files done): {ratios['two_workers_over_one_steady_state']:.2f}x; first file "
+              "done after " + ", ".join(f"{n.split(', ')[1]} {first[n]:.2f} s" for n in steady))
         results = {"info": info, "rows": rows, "ratios": ratios}
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from bufnmf.batch.tasks import limit_threads
 from bufnmf.cli import main
 from bufnmf.errors import BufNMFError
 
-from .conftest import DATA, need_shared
+from .conftest import DATA, need_shared, src_env
 
 SR = 44100
 PARAMS = {"components": 2, "iterations": 20}
@@ -254,6 +254,94 @@ def test_outputs_identical_to_the_single_file_command(done12, corpus12, tmp_path
         assert visible_files(out / rel) == visible_files(tmp_path / rel), rel
 
 
+def test_more_files_than_the_submission_window(done12, corpus12, client, tmp_path, monkeypatch):
+    """Tasks go to the scheduler a chunk at a time: a batch larger than the window is topped up as
+    files finish, and ends exactly as one sent at once."""
+    from bufnmf.batch import engine
+
+    monkeypatch.setattr(engine, "WINDOW", 1)  # 4 per worker thread: 8 here, topped up at 4
+    out, index = done12
+    seen: list[tuple[str, int]] = []
+    again = batch.run("decompose", corpus12, tmp_path / "parts", client=client, seed=5,
+                      progress=lambda row, done, total: seen.append((row.output, done)) and None, **PARAMS)
+    assert len(again) == 12 and [d for _, d in seen] == list(range(1, 13))
+    assert sorted(o for o, _ in seen) == [r.output for r in again]  # each file once
+    def outcome(r: batch.Row) -> tuple[str, str, str]:  # (what the worker can give depends on what it holds now)
+        return r.output, r.status, r.error.split(" but the worker can give")[0]
+
+    assert [outcome(r) for r in again] == [outcome(r) for r in index]
+    for r in again:
+        if r.status == "ok":
+            assert visible_files(tmp_path / "parts" / r.output) == visible_files(out / r.output), r.output
+
+
+def test_largest_files_are_sent_first():
+    from bufnmf.batch.engine import submission_order
+    from bufnmf.batch.tasks import Task
+
+    def task(name: str, size: int | None) -> Task:
+        return Task("decompose", name, name, "/out", {}, "k", {"source": None if size is None else [size, 0]})
+
+    todo = [(0, task("a", 10)), (1, task("b", 300)), (2, task("c", None)), (3, task("d", 300)), (4, task("e", 20))]
+    assert [i for i, _ in submission_order(todo)] == [1, 3, 4, 0, 2]  # ties keep corpus order; unreadable last
+
+
+def test_cancel_check_asks_the_scheduler_at_most_once_a_poll(monkeypatch):
+    from bufnmf.batch import tasks
+
+    class Event:
+        def __init__(self) -> None:
+            self.asked = 0
+            self.value: bool | Exception = False
+
+        def is_set(self) -> bool:
+            self.asked += 1
+            if isinstance(self.value, Exception):
+                raise self.value
+            return self.value
+
+    monkeypatch.setattr(tasks, "CANCEL_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(tasks, "_cancel_seen", {})
+
+    def check(event: Event, name: str = "batch-1") -> tasks._CancelCheck:
+        c = tasks._CancelCheck(None)
+        c.event, c.name = event, name
+        return c
+
+    ev = Event()
+    first, second = check(ev), check(ev)  # two tasks of one batch in one worker process
+    assert [first(i, 100) for i in range(50)] == [None] * 50 and not second.is_set()
+    assert ev.asked == 1  # one round trip for all of them within the poll
+    time.sleep(0.25)
+    ev.value = True
+    assert second(50, 100) is False and ev.asked == 2
+    time.sleep(0.25)
+    assert first.is_set() and check(ev).is_set() and ev.asked == 2  # once set, remembered
+    other = Event()
+    assert not check(other, "batch-2").is_set() and other.asked == 1  # each batch its own answer
+    gone = Event()
+    gone.value = OSError("scheduler gone")
+    assert check(gone, "batch-3").is_set()  # no scheduler: the batch ended, stop
+    assert not tasks._CancelCheck(None).is_set()  # no event (run outside a batch): never cancelled
+
+
+def test_a_closed_worker_leaves_at_once_with_its_output_flushed(tmp_path):
+    """A local worker, once closed, skips the interpreter's clean-up at exit: its output is
+    flushed, its status is 0, and exit handlers registered before it do not run."""
+    code = ("import atexit, sys\n"
+            "from bufnmf.batch import worker\n"
+            "atexit.register(lambda: print('clean-up ran'))\n"
+            "worker.dask_teardown(None)\n"
+            "sys.stdout.write('done, unflushed')\n"
+            "sys.exit(0)\n")
+    env = {k: v for k, v in src_env().items() if k != "PYTHONUNBUFFERED"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert (res.returncode, res.stdout) == (0, "done, unflushed"), res.stderr
+    plain = code.replace("worker.dask_teardown(None)\n", "")  # a worker not closed: the usual exit
+    res = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True, env=env, timeout=120)
+    assert (res.returncode, res.stdout) == (0, "done, unflushedclean-up ran\n"), res.stderr
+
+
 def test_seed_minus_one_draws_per_file_and_redoes_alone(client, corpus12, tmp_path, capsys):
     files = [corpus12 / "drums" / "a.wav", corpus12 / "piano" / "a.wav"]
     index = batch.run("decompose", files, tmp_path / "out", client=client, **PARAMS)
@@ -322,6 +410,11 @@ def test_local_cluster_threads_fit_the_cores():
             env, numba_threads = c.submit(probe, workers=[addr], pure=False).result()
             assert env == str(threads[addr]) and numba_threads == threads[addr]
         assert all(a.startswith("tcp://127.0.0.1:") for a in threads)
+        import dask
+
+        # the workers' statistical profiler is off, their health ticks slower (see engine.LOCAL_CONFIG)
+        assert set(c.run(dask.config.get, "distributed.worker.profile.enabled").values()) == {False}
+        assert set(c.run(dask.config.get, "distributed.admin.tick.interval").values()) == {"200ms"}
         import psutil
 
         me = psutil.Process()

@@ -167,33 +167,47 @@ def headroom(worker: Any) -> Headroom | None:
     return Headroom(max(0, int(limit * frac) - used), int(limit), used)
 
 
+#: Seconds between asking the scheduler whether the batch was cancelled (per worker process).
+CANCEL_POLL_SECONDS = 0.2
+# the answer each worker process last had for each batch's cancel event: name -> (monotonic time, set)
+_cancel_seen: dict[str, tuple[float, bool]] = {}
+
+
 class _CancelCheck:
-    """A jobs' ``progress`` callback that stops the job when the batch's cancel event is set."""
+    """A jobs' ``progress`` callback that stops the job when the batch's cancel event is set.
+
+    Asking the scheduler is a round trip that the task's thread waits for (measured: ~2.3 ms with
+    both cores busy, twice per 150-ms file), so a worker process asks at most once per
+    :data:`CANCEL_POLL_SECONDS` for all its tasks, and a set event is remembered.
+    """
 
     def __init__(self, name: str | None) -> None:
         self.event: Any = None
+        self.name = name or ""
         if name:
             with contextlib.suppress(Exception):  # no scheduler to ask (e.g. run in-process): no cancelling
                 from distributed import Event
 
                 self.event = Event(name)
-        self.last = 0.0
 
     def is_set(self) -> bool:
         if self.event is None:
             return False
+        now = time.monotonic()
+        asked, value = _cancel_seen.get(self.name, (-CANCEL_POLL_SECONDS, False))
+        if value or now - asked < CANCEL_POLL_SECONDS:
+            return value
         try:
-            return bool(self.event.is_set())
+            value = bool(self.event.is_set())
         except Exception:  # the scheduler is gone: the batch ended
-            return True
+            value = True
+        if len(_cancel_seen) > 64:  # a long-lived worker of many batches: forget the old ones
+            _cancel_seen.clear()
+        _cancel_seen[self.name] = (now, value)
+        return value
 
     def __call__(self, done: int, total: int) -> bool | None:
-        now = time.monotonic()
-        if now - self.last >= 0.2:
-            self.last = now
-            if self.is_set():
-                return False
-        return None
+        return False if self.is_set() else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .. import __version__
 from ..checks import as_int, check_seed, resolve_seed
 from ..errors import BufNMFError, Cancelled
 from ..io.events import read_events
+from ..io.outputs import signals_deferred
 from ..resources import parse_bytes
 from ..workflows.jobs import decompose_job, learn_job, stack_kits_job, track_job
 from . import corpus as corpus_
@@ -463,38 +465,29 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
 
     name = f"bufnmf-batch-cancel-{uuid.uuid4().hex}"
     event = Event(name, client=client)
-    budgets = dict(threads)  # a few bytes, sent with each task (scatter's broadcast stalled a test cluster)
     # Tasks go to the scheduler a chunk at a time (each submission is one graph update for it),
     # keeping at most `window` unfinished: enough to keep every worker thread busy, few enough
     # that a batch of 100,000 files never holds them all at once.
     window = max(WINDOW, 4 * max(1, sum(client.nthreads().values())))
-    queue = iter(todo)
+    queue = deque(todo)
     where: dict[str, int] = {}
     pending: dict[str, Any] = {}  # submitted, not yet collected
     running = as_completed(loop=client.loop, with_results=True, raise_errors=False)
-    exhausted = False
 
     def top_up() -> None:
-        nonlocal exhausted
-        if exhausted or len(pending) > window // 2:
+        if len(pending) > window // 2 or not queue:
             return
-        chunk = []
-        for _ in range(window - len(pending)):
-            item = next(queue, None)
-            if item is None:
-                exhausted = True
-                break
-            chunk.append(item)
-        if not chunk:
-            return
+        chunk = [queue.popleft() for _ in range(min(len(queue), window - len(pending)))]
         keys = [f"bufnmf-{task.job}-{i}-{uuid.uuid4().hex[:8]}" for i, task in chunk]
-        with _interrupts_after():  # a Ctrl-C here would leave tasks running that the batch does not know of
-            futs = client.map(execute, [task for _, task in chunk], budgets=budgets, cancel=name, key=keys,
+        # (the thread budgets, a few bytes, go with each task: a broadcast scatter stalled a test cluster)
+        with signals_deferred() as held:  # a Ctrl-C here would leave tasks running that the batch does not know of
+            futs = client.map(execute, [task for _, task in chunk], budgets=threads, cancel=name, key=keys,
                               pure=False)
             for (i, _), fut in zip(chunk, futs, strict=True):
                 where[fut.key] = i
                 pending[fut.key] = fut
             running.update(futs)
+        held.redeliver()
 
     def result(fut: Any, value: Any = None) -> Row:
         i = where[fut.key]
@@ -536,22 +529,6 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
         with contextlib.suppress(Exception):
             client.cancel(left)
     return interrupted
-
-
-@contextlib.contextmanager
-def _interrupts_after() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives in the block until its end (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-    if caught:
-        raise KeyboardInterrupt
 
 
 class _HeldInterrupts:

@@ -759,7 +759,7 @@ class OutputSet:
             for fs in folders:
                 for key in self._keys_in(fs):
                     _fsync_file(self._temps[key])
-            with _signals_deferred() as deferred:
+            with signals_deferred() as deferred:
                 try:
                     self._place(folders)
                 except BaseException as exc:
@@ -962,7 +962,7 @@ def _fsync_file(path: Path) -> None:
 
 
 class _Deferred:
-    """Signals that arrived during a commit, delivered once it is complete."""
+    """Signals that arrived while held, delivered to the handlers they had once the block is done."""
 
     def __init__(self) -> None:
         self.pending: list[int] = []
@@ -971,24 +971,30 @@ class _Deferred:
     def record(self, signum: int, frame: object) -> None:
         self.pending.append(signum)
 
-    def deliver(self, written: list[Path]) -> None:
+    def redeliver(self) -> None:
+        """Each held signal (once), to its old handler: Python's default raises KeyboardInterrupt."""
         for signum in dict.fromkeys(self.pending):
             handler = self.old.get(signum)
-            if handler is signal.default_int_handler or (signum == signal.SIGINT and handler is None):
-                raise InterruptedAfterCommit(written)
+            if signum == signal.SIGINT and handler is None:
+                raise KeyboardInterrupt
             if callable(handler):
-                try:
-                    handler(signum, None)
-                except KeyboardInterrupt:
-                    raise InterruptedAfterCommit(written) from None
+                handler(signum, None)
             elif handler == signal.SIG_DFL:
                 os.kill(os.getpid(), signum)
 
+    def deliver(self, written: list[Path]) -> None:
+        """:meth:`redeliver` after a commit: an interrupt says which files were written."""
+        try:
+            self.redeliver()
+        except KeyboardInterrupt:
+            raise InterruptedAfterCommit(written) from None
+
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[_Deferred]:
-    """Hold SIGINT and SIGTERM while the files are renamed (main thread only: elsewhere Python
-    delivers no signals anyway), so an interrupt cannot land between two renames."""
+def signals_deferred() -> Iterator[_Deferred]:
+    """Hold SIGINT and SIGTERM in the block (main thread only: elsewhere Python delivers no
+    signals anyway), e.g. while a commit's files are renamed, so an interrupt cannot land between
+    two renames; the caller then delivers them (``.deliver(written)`` or ``.redeliver()``)."""
     d = _Deferred()
     if threading.current_thread() is not threading.main_thread():
         yield d

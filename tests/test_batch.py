@@ -435,7 +435,10 @@ def test_start_method_auto_forks_only_where_it_is_safe(monkeypatch):
 
     monkeypatch.setattr(engine, "openmp_in_use", lambda: False)
     gib = 1 << 30
-    assert engine.choose_start_method("auto", rss=gib, worker_limit=8 * gib) == "fork"
+    assert engine.choose_start_method("auto", rss=gib, worker_limit=8 * gib, threads=1) == "fork"
+    # a thread of this process's own could hold a lock at the fork
+    assert engine.choose_start_method("auto", rss=gib, worker_limit=8 * gib, threads=2) == "spawn"
+    monkeypatch.setattr(engine.threading, "active_count", lambda: 1)
     # a process larger than an eighth of a worker's limit: forked workers would start near it
     assert engine.choose_start_method("auto", rss=gib + 1, worker_limit=8 * gib) == "spawn"
     assert engine.choose_start_method("spawn", rss=1, worker_limit=8 * gib) == "spawn"

@@ -191,19 +191,22 @@ def openmp_in_use() -> bool:
 
 
 def choose_start_method(choice: str = "auto", *, workers: int = 1, rss: int | None = None,
-                        worker_limit: int | None = None) -> str:
+                        worker_limit: int | None = None, threads: int | None = None) -> str:
     """How a local cluster of ``workers`` processes starts them: "fork", "spawn" or "forkserver".
 
     "auto" forks on Linux: a forked worker has bufnmf and Dask imported already (measured on 2
     cores: a cluster of 2 workers up in 0.08 s instead of 0.85 s, 6% of a 200-file batch). It
     spawns fresh interpreters instead where forking is unsafe or unavailable: on macOS (system
-    libraries break in a forked child) and Windows; in a process that has used OpenMP
-    (:func:`openmp_in_use`, e.g. one that ran a single-file job before the batch); and in a large
-    process: its resident memory ``rss`` (bytes, default: measured now) above
-    :data:`FORK_MEMORY_FRACTION` of ``worker_limit`` (bytes, default: a local cluster's automatic limit,
-    the memory shared among ``workers``), as a notebook holding big arrays. The command line's
-    process is small and has run no numerics when its cluster starts, so it forks. Other choices
-    are returned as they are.
+    libraries break in a forked child) and Windows; in a process running ``threads`` Python
+    threads (default: counted now) besides the main one, as a notebook's or a web server's (a
+    thread holding a lock at the fork leaves the child a lock nobody releases; Dask's own
+    threads, started after this choice, are made to be forked); in a process that has used
+    OpenMP (:func:`openmp_in_use`, e.g. one that ran a single-file job before the batch); and in
+    a large process: its resident memory ``rss`` (bytes, default: measured now) above
+    :data:`FORK_MEMORY_FRACTION` of ``worker_limit`` (bytes, default: a local cluster's automatic
+    limit, the memory shared among ``workers``), as a notebook holding big arrays. The command
+    line's process is small, has one thread and has run no numerics when its cluster starts, so
+    it forks. Other choices are returned as they are.
     """
     choice = _check_start_method(choice)
     if choice == "fork" and openmp_in_use():
@@ -219,7 +222,7 @@ def choose_start_method(choice: str = "auto", *, workers: int = 1, rss: int | No
 
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
-    if openmp_in_use():
+    if (threading.active_count() if threads is None else threads) > 1 or openmp_in_use():
         return "spawn"
     if worker_limit is None:
         from distributed.system import MEMORY_LIMIT

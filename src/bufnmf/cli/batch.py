@@ -99,6 +99,9 @@ class FileBar:
         if self.bar is None:
             from tqdm import tqdm
 
+            # no monitor thread: a process with no threads of its own forks its workers (a resumed
+            # batch reports its skipped files before its cluster starts)
+            tqdm.monitor_interval = 0
             self.bar = tqdm(total=total, desc="files", unit="file", leave=False, dynamic_ncols=True)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], skipped=self.counts["skipped"],
                              left=total - done, refresh=False)

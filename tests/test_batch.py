@@ -495,7 +495,8 @@ _FORK_PROBE = """if True:
 
     def kill_a_worker(row, done, total):  # once: Dask redoes its file on a worker it starts again
         if not killed:
-            worker = next(p for p in psutil.Process().children() if "multiprocessing" not in " ".join(p.cmdline()))
+            me = psutil.Process()
+            worker = next(p for p in me.children() if p.cmdline() == me.cmdline())  # forked: this command line
             os.kill(worker.pid, signal.SIGKILL)
             killed.append(worker.pid)
 

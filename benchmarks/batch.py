@@ -8,10 +8,13 @@ on, seed 1, writing the single-file command's outputs:
 * ``jobs loop, 1 thread``: one Python process calling ``decompose_job`` per file on one numerical
   thread, as each batch worker does (the engine's baseline); ``jobs loop, all cores' threads``:
   the same with numba's default threads (every core), as a single-file command runs;
-* ``batch, 1 worker`` and ``batch, 2 workers``: ``bufnmf.batch.run`` on a local cluster, timed
-  from the call to its return (cluster start-up, corpus scan, index and shut-down included); also
-  reported: when the first file was done (start-up) and the files per second between 10% and 90%
-  of the files done (the steady state);
+* ``batch, 1 worker`` and ``batch, 2 workers``: ``bufnmf.batch.run`` on a local cluster, in a new
+  Python process that has imported bufnmf (as the command line's process when it starts a batch;
+  its workers are forked from it on Linux), timed from the call to its return (cluster start-up,
+  corpus scan, index and shut-down included); also reported: when the first file was done
+  (start-up) and the files per second between 10% and 90% of the files done (the steady state);
+  ``..., spawned``: the same with ``start_method="spawn"`` (fresh interpreters as workers, the
+  way on macOS and Windows, and in a process that has used OpenMP);
 * ``command loop``: ``bufnmf decompose FILE -o DIR`` in a new process per file, as a shell loop
   would (on the first ``--loop-files`` files; its per-file time is what 200 files would cost).
 
@@ -19,7 +22,8 @@ The contenders run in turns (their order rotated each round), ``--rounds`` times
 reported with the CPU time used per file (this process and its children) and the load average
 seen during each run, as the machine may be shared.
 
-    python benchmarks/batch.py [--files 200] [--rounds 3] [--loop-files 20] [--json results/batch.json]
+    python benchmarks/batch.py [--files 200] [--rounds 3] [--loop-files 20] [--no-spawn]
+        [--json results/batch.json]
 """
 
 from __future__ import annotations
@@ -103,18 +107,33 @@ def jobs_loop(paths: list[Path], corpus: Path, out: Path, threads: int | None = 
 PHASES: list[dict[str, float]] = []
 
 
-def batch_run(corpus: Path, out: Path, workers: int) -> float:
+def batch_run(corpus: Path, out: Path, workers: int, start_method: str = "auto") -> float:
+    """``bufnmf.batch.run`` in a new Python process that has imported bufnmf, as the command line's
+    has when it starts the batch (and has run no numerics: a process that has, e.g. this one after
+    its jobs loops, spawns its workers, see ``bufnmf.batch.engine.choose_start_method``)."""
+    proc = subprocess.run([sys.executable, __file__, "--one-batch", str(corpus), str(out), str(workers), start_method],
+                          check=True, capture_output=True, text=True)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    PHASES.append(report["phases"])
+    return float(report["seconds"])
+
+
+def one_batch(corpus: Path, out: Path, workers: int, start_method: str) -> None:
+    """The child of :func:`batch_run`: time one batch from the call to its return, print JSON."""
+    from bufnmf.batch.engine import choose_start_method
+
+    method = choose_start_method(start_method, workers=workers)
     stamps: list[float] = []
     t = time.perf_counter()
-    index = bufnmf.batch.run("decompose", corpus, out, workers=workers,
+    index = bufnmf.batch.run("decompose", corpus, out, workers=workers, start_method=start_method,
                              progress=lambda row, done, total: stamps.append(time.perf_counter() - t) and None,
                              **PARAMS)
     sec = time.perf_counter() - t
     assert index.counts["ok"] == len(index), index.counts
     a, b = len(stamps) // 10, (9 * len(stamps)) // 10
-    PHASES.append({"first_file_seconds": stamps[0], "steady_files_per_second": (b - a) / (stamps[b] - stamps[a]),
-                   "after_last_file_seconds": sec - stamps[-1]})
-    return sec
+    print(json.dumps({"seconds": sec, "phases": {
+        "first_file_seconds": stamps[0], "steady_files_per_second": (b - a) / (stamps[b] - stamps[a]),
+        "after_last_file_seconds": sec - stamps[-1], "start_method": method}}))
 
 
 def command_loop(paths: list[Path], corpus: Path, out: Path) -> float:
@@ -128,12 +147,18 @@ def command_loop(paths: list[Path], corpus: Path, out: Path) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--one-batch"]:
+        corpus, out, workers, start_method = sys.argv[2:6]
+        one_batch(Path(corpus), Path(out), int(workers), start_method)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--loop-files", type=int, default=20, help="files the per-process command loop decomposes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--no-spawn", action="store_true",
+                    help="leave out the batches with spawned workers (the default on Linux forks them)")
     args = ap.parse_args()
     from threadpoolctl import threadpool_info
 
@@ -159,6 +184,9 @@ def main() -> None:
             / min(args.loop_files, len(paths)),
             "jobs loop, all cores' threads": lambda out: jobs_loop(paths, corpus, out) / len(paths),
         }
+        if not args.no_spawn:  # the same batches with fresh interpreters as workers (macOS's and Windows' way)
+            contenders["batch, 1 worker, spawned"] = lambda out: batch_run(corpus, out, 1, "spawn") / len(paths)
+            contenders["batch, 2 workers, spawned"] = lambda out: batch_run(corpus, out, 2, "spawn") / len(paths)
         names = list(contenders)
         runs: dict[str, list[dict]] = {n: [] for n in names}
         for r in range(args.rounds):
@@ -178,7 +206,8 @@ def main() -> None:
                       f"cpu {cpu_per_file * 1000:7.1f} ms/file  (load {l0:.2f} -> {load():.2f}){phases}", flush=True)
                 shutil.rmtree(out)
         med = {n: statistics.median(x["seconds_per_file"] for x in runs[n]) for n in names}
-        loop, w1, w2, cmd, _ = (med[n] for n in names)
+        loop, w1, w2, cmd = (med[n] for n in ("jobs loop, 1 thread (1 process)", "batch, 1 worker",
+                                              "batch, 2 workers", "command loop (process per file)"))
         rows = [{"contender": n, "median_seconds_per_file": med[n], "files_per_second": 1 / med[n],
                  "runs": runs[n]} for n in names]
         ratios = {"two_workers_over_one": w1 / w2, "one_worker_over_jobs_loop": w1 / loop,
@@ -189,6 +218,10 @@ def main() -> None:
                   for n in ("batch, 1 worker", "batch, 2 workers")}
         first = {n: statistics.median(x["first_file_seconds"] for x in runs[n]) for n in steady}
         ratios["two_workers_over_one_each_round"] = per_round
+        if not args.no_spawn:
+            ratios["spawned_two_workers_over_one"] = med["batch, 1 worker, spawned"] / med["batch, 2 workers, spawned"]
+            first.update({n: statistics.median(x["first_file_seconds"] for x in runs[n])
+                          for n in ("batch, 1 worker, spawned", "batch, 2 workers, spawned")})
         ratios["two_workers_over_one_steady_state"] = steady["batch, 2 workers"] / steady["batch, 1 worker"]
         print(f"\n{args.files} files of {args.seconds:g} s ({what}), K=3, 100 iterations, resynthesis; "
               f"medians of {args.rounds} interleaved rounds")
@@ -203,7 +236,9 @@ def main() -> None:
               f"command loop: {ratios['batch_2_workers_over_command_loop']:.1f}x faster (target >= 5)")
         print(f"2 workers / 1 worker in each round: {', '.join(f'{x:.2f}x' for x in per_round)}; in the steady "
               f"state (10% to 90% of the files done): {ratios['two_workers_over_one_steady_state']:.2f}x; first file "
-              "done after " + ", ".join(f"{n.split(', ')[1]} {first[n]:.2f} s" for n in steady))
+              "done after " + ", ".join(f"{n.split(', ', 1)[1]} {first[n]:.2f} s" for n in first))
+        if not args.no_spawn:
+            print(f"with spawned workers: 2 workers / 1 worker {ratios['spawned_two_workers_over_one']:.2f}x")
         results = {"info": info, "rows": rows, "ratios": ratios}
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -393,10 +393,17 @@ def test_rerun_skips_finished_files_and_redoes_changed_ones(done12, corpus12, cl
 
 
 def test_local_cluster_threads_fit_the_cores():
-    def probe() -> tuple[str | None, int]:
+    def probe(n: int) -> tuple[str | None, int, set[int]]:
         import numba
+        from threadpoolctl import threadpool_info
 
-        return os.environ.get("NUMBA_NUM_THREADS"), numba.config.NUMBA_NUM_THREADS
+        from bufnmf.batch.tasks import limit_threads
+
+        # what a task runs with: numba's threads and BLAS's (spawned workers start so; forked ones,
+        # which have numba and BLAS loaded already, are set by the task)
+        with limit_threads(n):
+            return (os.environ.get("NUMBA_NUM_THREADS"), numba.get_num_threads(),
+                    {lib["num_threads"] for lib in threadpool_info()})
 
     with batch.connect(workers=2) as (c, threads):
         assert len(threads) == 2 and set(threads.values()) == {1}  # one numerical thread each: files in parallel
@@ -407,8 +414,8 @@ def test_local_cluster_threads_fit_the_cores():
         assert c.submit(tune_malloc, pure=False, workers=[next(iter(threads))]).result() is True
         assert c.submit(tune_malloc, pure=False, workers=[next(iter(threads))]).result() is False
         for addr in threads:
-            env, numba_threads = c.submit(probe, workers=[addr], pure=False).result()
-            assert env == str(threads[addr]) and numba_threads == threads[addr]
+            env, numba_threads, blas_threads = c.submit(probe, threads[addr], workers=[addr], pure=False).result()
+            assert env == str(threads[addr]) and numba_threads == threads[addr] and blas_threads == {threads[addr]}
         assert all(a.startswith("tcp://127.0.0.1:") for a in threads)
         import dask
 
@@ -421,6 +428,115 @@ def test_local_cluster_threads_fit_the_cores():
         listening = [conn.laddr.ip for proc in [me, *me.children(recursive=True)]
                      for conn in proc.net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN]
         assert listening and set(listening) == {"127.0.0.1"}  # scheduler, workers, nannies, HTTP: loopback only
+
+
+def test_start_method_auto_forks_only_where_it_is_safe(monkeypatch):
+    from bufnmf.batch import engine
+
+    monkeypatch.setattr(engine, "openmp_in_use", lambda: False)
+    gib = 1 << 30
+    assert engine.choose_start_method("auto", rss=gib, worker_limit=8 * gib, threads=1) == "fork"
+    # a thread of this process's own could hold a lock at the fork
+    assert engine.choose_start_method("auto", rss=gib, worker_limit=8 * gib, threads=2) == "spawn"
+    monkeypatch.setattr(engine.threading, "active_count", lambda: 1)
+    # a process larger than an eighth of a worker's limit: forked workers would start near it
+    assert engine.choose_start_method("auto", rss=gib + 1, worker_limit=8 * gib) == "spawn"
+    assert engine.choose_start_method("spawn", rss=1, worker_limit=8 * gib) == "spawn"
+    assert engine.choose_start_method("forkserver") == "forkserver"
+    monkeypatch.setattr(sys, "platform", "darwin")  # system libraries break in a forked child there
+    assert engine.choose_start_method("auto", rss=1, worker_limit=8 * gib) == "spawn"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(engine, "openmp_in_use", lambda: True)  # GNU OpenMP ends a forked child using it
+    assert engine.choose_start_method("auto", rss=1, worker_limit=8 * gib) == "spawn"
+    with pytest.raises(BufNMFError, match="start_method='fork' cannot be used in this process: it has used OpenMP"):
+        engine.choose_start_method("fork")
+    with pytest.raises(BufNMFError, match="start_method must be one of auto, fork, spawn, forkserver, got 'thread'"):
+        engine.choose_start_method("thread")
+
+
+def test_openmp_in_use_once_numba_has_run_threads():
+    script = """if True:
+        import json, numpy as np
+        from bufnmf.batch.engine import openmp_in_use
+        before = openmp_in_use()
+        from bufnmf.workflows.jobs import decompose_job
+        import bufnmf, numba
+        bufnmf.decompose(np.random.default_rng(0).standard_normal(22050).astype("float32"), components=2,
+                         iterations=3)
+        print(json.dumps([before, openmp_in_use(), numba.threading_layer()]))
+    """
+    out = subprocess.run([sys.executable, "-c", script], env={**src_env(), "BUFNMF_KERNEL": "numba"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, after, layer = json.loads(out.stdout)
+    assert before is False and after is (layer == "omp")
+
+
+_FORK_PROBE = """if True:
+    import json, signal, sys, types
+    import numpy as np
+    import bufnmf.batch as batch
+    from bufnmf.batch.engine import choose_start_method
+
+    sys.modules["_only_in_the_parent"] = types.ModuleType("_only_in_the_parent")
+    signal.signal(signal.SIGTERM, lambda *a: None)  # as the command line's own handler
+
+    def probe():
+        import numba, os, signal, sys
+        from bufnmf.batch.tasks import limit_threads
+        with limit_threads(1):
+            return {"forked": "_only_in_the_parent" in sys.modules, "sigterm_default":
+                    signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "sigint_ignored":
+                    signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "numba_threads": numba.get_num_threads()}
+
+    import os, psutil
+
+    killed = []
+
+    def kill_a_worker(row, done, total):  # once: Dask redoes its file on a worker it starts again
+        if not killed:
+            me = psutil.Process()
+            worker = next(p for p in me.children() if p.cmdline() == me.cmdline())  # forked: this command line
+            os.kill(worker.pid, signal.SIGKILL)
+            killed.append(worker.pid)
+
+    report = {"auto": choose_start_method("auto", workers=2)}
+    for method in sys.argv[2:]:
+        with batch.connect(workers=2, start_method=method) as (c, threads):
+            report[method] = list(c.run(probe).values())
+        out = sys.argv[1] + "/" + method
+        index = batch.run("decompose", sys.argv[1] + "/corpus", out, workers=2, start_method=method, seed=5,
+                          components=2, iterations=20, progress=kill_a_worker if method == "fork" else None)
+        report[method + "_counts"] = index.counts
+    report["killed"] = len(killed)
+    print(json.dumps(report))
+"""
+
+
+def test_forked_and_spawned_workers_do_the_same_work(done12, corpus12, tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for rel in ("drums/a.wav", "piano/deeper/b.wav", "stereo/s2.wav", "formats/c.flac"):
+        (tmp_path / "corpus" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus12 / rel, tmp_path / "corpus" / rel)
+    out = subprocess.run([sys.executable, "-c", _FORK_PROBE, str(tmp_path), "fork", "spawn"], env=src_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["auto"] == "fork"  # a small process that has run no numerics (as the command line's)
+    worker = {"sigterm_default": True, "sigint_ignored": True, "numba_threads": 1}
+    assert report["fork"] == [{"forked": True, **worker}] * 2  # the parent's modules, not its handlers
+    assert report["spawn"] == [{"forked": False, **worker}] * 2
+    assert report["killed"] == 1  # a forked worker killed during the batch: its file done again, nothing lost
+    ref, _ = done12
+    for method in ("fork", "spawn"):
+        assert report[method + "_counts"] == {"ok": 4, "failed": 0, "skipped": 0, "cancelled": 0}
+        # the same bytes, but for the source's path in each summary.json
+        here = str(tmp_path / "corpus").encode()
+        got = {k: v.replace(here, b"CORPUS") for k, v in outputs(tmp_path / method).items()}
+        folders = {k.rsplit("/", 1)[0] for k in got}
+        assert sorted(folders) == ["drums/a", "formats/c", "piano/deeper/b", "stereo/s2"]
+        assert got == {k: v.replace(str(corpus12).encode(), b"CORPUS") for k, v in outputs(ref).items()
+                       if k.rsplit("/", 1)[0] in folders}
 
 
 @pytest.mark.slow
@@ -645,6 +761,12 @@ def test_command_line_errors_and_exit_status(corpus12, tmp_path, capsys):
     assert main(["batch", "decompose", str(corpus12 / "piano"), "-o", str(tmp_path / "o"), "--workers", "2",
                  "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "--workers sets the size of a local cluster" in capsys.readouterr().err
+    assert main(["batch", "decompose", str(corpus12 / "piano"), "-o", str(tmp_path / "o"), "--start-method", "spawn",
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "--start-method sets how a local cluster starts its workers" in capsys.readouterr().err
+    assert main(["batch", "decompose", str(corpus12 / "piano"), "-o", str(tmp_path / "o"), "--start-method",
+                 "thread"]) == 2
+    assert "'thread' is not one of 'auto', 'fork', 'spawn', 'forkserver'" in capsys.readouterr().err
     assert main(["batch", "decompose", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
     assert "corpus" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["batch", "track", str(corpus12 / "piano"), "-o", str(tmp_path / "o")]) == 2

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ..batch.engine import START_METHODS
 from .common import channel_choice, debug_option, say
 from .decompose import command as decompose_command
 from .learn import learn as learn_command
@@ -57,7 +58,7 @@ def _with_options(job: str) -> Callable[[F], F]:
 
 
 def engine_options(f: F) -> F:
-    """--workers, --scheduler, --no-resume, --force, --quiet (and the hidden --debug)."""
+    """--workers, --start-method, --scheduler, --no-resume, --force, --quiet (and the hidden --debug)."""
     f = debug_option(f)
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no progress bar).")(f)
     f = click.option("--force", is_flag=True,
@@ -68,6 +69,9 @@ def engine_options(f: F) -> F:
     f = click.option("--scheduler", metavar="ADDRESS", default=None,
                      help="Run on an existing Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
                           "corpus and OUTDIR at the same paths.")(f)
+    f = click.option("--start-method", type=click.Choice(START_METHODS), default="auto", show_default=True,
+                     help="How the local cluster starts its workers: auto forks them from this process on Linux "
+                          "(fast), spawn starts fresh interpreters (as on macOS and Windows).")(f)
     return click.option("--workers", type=int, default=None,
                         help="Worker processes of the local cluster, each doing one file at a time on one core "
                              "[default: one per core].")(f)
@@ -95,6 +99,9 @@ class FileBar:
         if self.bar is None:
             from tqdm import tqdm
 
+            # no monitor thread: a process with no threads of its own forks its workers (a resumed
+            # batch reports its skipped files before its cluster starts)
+            tqdm.monitor_interval = 0
             self.bar = tqdm(total=total, desc="files", unit="file", leave=False, dynamic_ncols=True)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], skipped=self.counts["skipped"],
                              left=total - done, refresh=False)
@@ -110,11 +117,12 @@ def _run(job: str, corpus: Sequence[str], outdir: Path, quiet: bool, workers: in
          no_resume: bool, force: bool, debug: bool, params: dict[str, Any]) -> None:
     from ..batch import run
 
+    start_method = params.pop("start_method", "auto")
     bar = FileBar(quiet)
     t0 = time.perf_counter()
     try:
         index = run(job, list(corpus), outdir, client=scheduler, workers=workers, resume=not no_resume, force=force,
-                    progress=bar, debug=debug, **params)
+                    progress=bar, debug=debug, start_method=start_method, **params)
     except KeyboardInterrupt as exc:
         bar.close()
         done = getattr(exc, "index", None)

@@ -402,7 +402,7 @@ def test_local_cluster_threads_fit_the_cores():
         # what a task runs with: numba's threads and BLAS's (spawned workers start so; forked ones,
         # which have numba and BLAS loaded already, are set by the task)
         with limit_threads(n):
-            return (os.environ.get("NUMBA_NUM_THREADS"), numba.get_num_threads(),
+            return (os.environ.get("OMP_NUM_THREADS"), numba.get_num_threads(),
                     {lib["num_threads"] for lib in threadpool_info()})
 
     with batch.connect(workers=2) as (c, threads):
@@ -485,8 +485,9 @@ _FORK_PROBE = """if True:
     def probe():
         import numba, os, signal, sys
         from bufnmf.batch.tasks import limit_threads
-        with limit_threads(1):
-            return {"forked": "_only_in_the_parent" in sys.modules, "sigterm_default":
+        with limit_threads(1):  # numba's threads start here; then a compilation (numba rereads its variables)
+            compiles = numba.njit(lambda x: x + 1)(1) == 2
+            return {"compiles": compiles, "forked": "_only_in_the_parent" in sys.modules, "sigterm_default":
                     signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "sigint_ignored":
                     signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "numba_threads": numba.get_num_threads()}
 
@@ -531,7 +532,7 @@ def test_forked_and_spawned_workers_do_the_same_work(corpus12, tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["auto"] == "fork"  # a small process that has run no numerics (as the command line's)
-    worker = {"sigterm_default": True, "sigint_ignored": True, "numba_threads": 1}
+    worker = {"compiles": True, "sigterm_default": True, "sigint_ignored": True, "numba_threads": 1}
     assert report["fork"] == [{"forked": True, **worker}] * 2  # the parent's modules, not its handlers
     assert report["spawn"] == [{"forked": False, **worker}] * 2
     assert report["killed"] == 1  # a forked worker killed during the batch: its file done again, nothing lost

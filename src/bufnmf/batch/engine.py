@@ -274,12 +274,13 @@ def connect(client: Any = None, workers: int | None = None, *, tasks: int | None
     # measured on 2 cores (60 files of 5 s), one worker with 2 threads took 128-3048 ms a file
     # against 144-200 ms with one thread, and two one-thread workers 91-95 ms.
     threads = 1
-    # spawned workers start with these; forked ones have numba and BLAS loaded already, and each
-    # task sets its threads (tasks.limit_threads)
-    env = {name: str(threads) for name in THREAD_VARIABLES}
     import dask
 
     method = choose_start_method(start_method, workers=n)
+    # Spawned workers start with these. Forked ones have numba and BLAS loaded already (each task
+    # sets its threads: tasks.limit_threads) and keep numba's pool size: numba rereads its
+    # variables before each compilation and refuses a new NUMBA_NUM_THREADS once its threads run.
+    env = {name: str(threads) for name in THREAD_VARIABLES if method != "fork" or name != "NUMBA_NUM_THREADS"}
     with dask.config.set({**LOCAL_CONFIG, "distributed.worker.multiprocessing-method": method}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address="127.0.0.1:0",

@@ -544,6 +544,105 @@ def test_forked_and_spawned_workers_do_the_same_work(corpus12, tmp_path):
         assert outputs(tmp_path / method) == single, method  # byte for byte, the single-file job's outputs
 
 
+_SCRIPT_AFTER_A_JOB = """import json, sys
+
+import numpy as np
+
+import bufnmf  # at the top: a spawned worker imports it (and numba) again before its environment is set
+import bufnmf.batch as batch
+
+
+def probe():
+    import numba
+
+    from bufnmf.batch.tasks import limit_threads
+
+    with limit_threads(1):  # numba's threads start; then a compilation rereads numba's variables
+        return numba.njit(lambda x: x + 1)(1) == 2, numba.get_num_threads()
+
+
+if __name__ == "__main__":
+    bufnmf.decompose(np.random.default_rng(0).standard_normal(22050).astype("float32"), components=2,
+                     iterations=3, kernel="numba")  # numba's threads ran here: the batch must spawn
+    with batch.connect(workers=1) as (c, threads):
+        report = {"workers": list(c.run(probe).values())}
+    index = batch.run("decompose", sys.argv[1], sys.argv[2], workers=1, seed=5, components=2, iterations=20)
+    report["counts"] = index.counts
+    report["errors"] = [r.error for r in index if r.error]
+    print(json.dumps(report))
+"""
+
+
+def test_a_script_that_ran_a_job_first_gets_working_spawned_workers(corpus12, tmp_path):
+    script = tmp_path / "after_a_job.py"
+    script.write_text(_SCRIPT_AFTER_A_JOB)
+    out = subprocess.run([sys.executable, str(script), str(corpus12 / "drums"), str(tmp_path / "out")],
+                         env=src_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["workers"] == [[True, 1]]  # compiles after its threads started; one thread per task
+    assert report["counts"] == {"ok": 2, "failed": 0, "skipped": 0, "cancelled": 0}, report["errors"]
+
+
+def test_ctrl_c_while_the_cluster_starts_leaves_nothing_to_refuse(corpus12, tmp_path):
+    import threading
+
+    import psutil
+
+    def workers() -> set[int]:
+        return {c.pid for c in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(c.cmdline())}
+
+    out = tmp_path / "parts"
+    before = workers()  # other tests' clusters
+    # the pytest process runs threads of its own, so its workers are spawned: over a second to start
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            batch.run("decompose", corpus12 / "drums", out, workers=1, start_method="spawn", seed=5, **PARAMS)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 30
+    index = info.value.index  # held until the cluster had started, then the batch stopped as usual
+    assert [r.status for r in index] == ["cancelled", "cancelled"]
+    assert not out.exists()  # no index nor record in a folder no file began in: nothing a rerun refuses
+    assert workers() <= before  # the batch's own cluster is gone
+    done = batch.run("decompose", corpus12 / "drums", out, client=None, workers=1, seed=5, **PARAMS)
+    assert done.counts["ok"] == 2
+
+
+def test_a_second_interrupt_is_delivered_at_once_when_asked():
+    from bufnmf.io.outputs import signals_deferred
+
+    with signals_deferred(repeat_delivers=True) as held:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # held: no KeyboardInterrupt yet
+        assert held.pending == [signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    with signals_deferred() as held:  # without: every one is held
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert held.pending == [signal.SIGINT, signal.SIGINT]
+
+
+def test_a_script_without_the_main_guard_is_told_so(corpus12, tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text("import bufnmf.batch as batch\n"
+                      f"batch.run('decompose', {str(corpus12 / 'drums')!r}, {str(tmp_path / 'out')!r}, workers=1, "
+                      "start_method='spawn', components=2, iterations=5)\n")
+    out = subprocess.run([sys.executable, str(script)], env=src_env(), capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 1
+    # the worker's error, then the batch's: both name the fix; no page of Dask's tracebacks
+    assert "a spawned worker runs the script's top level again; put the script's work under" in out.stderr
+    assert "the local cluster's worker processes did not start (Dask: Nanny failed to start;" in out.stderr
+    assert out.stderr.count("Traceback") == 2 and not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_a_killed_worker_does_not_lose_files(done12, corpus12, tmp_path):
     out, _ = done12

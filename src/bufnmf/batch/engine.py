@@ -34,9 +34,14 @@ from .tasks import JOBS, Task, execute, message
 
 ProgressCallback = Callable[[Row, int, int], "bool | None"]
 
-#: Environment variables that size the numerical thread pools of a local cluster's workers.
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: Environment variables that size the numerical thread pools of a local cluster's workers (for
+#: the libraries a worker loads after it starts; each task also sets its threads at run time,
+#: :func:`bufnmf.batch.tasks.limit_threads`). ``NUMBA_NUM_THREADS`` is not among them: numba
+#: rereads its variables before each compilation and refuses a changed pool size once its threads
+#: run, and a worker may have imported numba before the variables reach it (a forked one, or a
+#: spawned one whose script imports bufnmf at its top), so every file would fail.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
 LOCK = ".bufnmf-batch.lock"
 #: Dask settings of a local cluster's scheduler and workers. Its workers' cores are all taken by
 #: the files, so Dask's own bookkeeping competes with them: the statistical profiler (a stack
@@ -277,18 +282,29 @@ def connect(client: Any = None, workers: int | None = None, *, tasks: int | None
     import dask
 
     method = choose_start_method(start_method, workers=n)
-    # Spawned workers start with these. Forked ones have numba and BLAS loaded already (each task
-    # sets its threads: tasks.limit_threads) and keep numba's pool size: numba rereads its
-    # variables before each compilation and refuses a new NUMBA_NUM_THREADS once its threads run.
-    env = {name: str(threads) for name in THREAD_VARIABLES if method != "fork" or name != "NUMBA_NUM_THREADS"}
-    with dask.config.set({**LOCAL_CONFIG, "distributed.worker.multiprocessing-method": method}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address="127.0.0.1:0",
-                               silence_logs=logging.WARNING if debug else logging.CRITICAL,
-                               env=env, preload=["bufnmf.batch.worker"])
-    try:
-        local = Client(cluster, set_as_default=False)
+    env = {name: str(threads) for name in THREAD_VARIABLES}
+    # A Ctrl-C while the cluster starts is held until it has (an interrupted start-up prints pages
+    # of Dask's tracebacks), then stops the batch as usual; pressed again, it stops at once.
+    with signals_deferred(repeat_delivers=True) as held:
+        with dask.config.set({**LOCAL_CONFIG, "distributed.worker.multiprocessing-method": method}):
+            try:
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:0",
+                                       silence_logs=logging.WARNING if debug else logging.CRITICAL,
+                                       env=env, preload=["bufnmf.batch.worker"])
+            except RuntimeError as exc:  # Dask's "Nanny failed to start": the worker's own error is above it
+                raise BufNMFError(f"the local cluster's worker processes did not start (Dask: {str(exc).rstrip('.')}"
+                                  "; the workers' own error is printed above); a script that runs a batch must "
+                                  "put its work under if __name__ == \"__main__\": when its workers are "
+                                  "spawned") from None
         try:
+            local = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        try:
+            held.redeliver()
             yield local, {addr: threads for addr in local.nthreads()}
         finally:
             local.close()
@@ -428,6 +444,13 @@ def run(job: str, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             the rest.
     """
     t_start = time.perf_counter()
+    import multiprocessing.process
+
+    # multiprocessing's own flag while a spawned process runs its parent's script again
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        raise BufNMFError("bufnmf.batch.run was called while a worker process was starting: a spawned worker "
+                          "runs the script's top level again; put the script's work under "
+                          "if __name__ == \"__main__\":")
     start_method = _check_start_method(start_method)
     if client is not None and workers is not None:
         raise BufNMFError("workers sets the size of a local cluster: with client= (or --scheduler) the "
@@ -541,7 +564,10 @@ def _run(job: str, sources: list[corpus_.Source], out: Path, given: dict[str, An
                 index.files += _finish(job, index, out, given)
         finally:
             index.seconds = time.perf_counter() - t_start
-            index.files = write_index(index) + index.files
+            # interrupted before any file began in a folder no batch has used: no index (a rerun
+            # would take it for someone else's file)
+            if interrupted is None or records.read(out) is not None:
+                index.files = write_index(index) + index.files
     finally:
         hold.release()
     if interrupted is not None:

@@ -70,8 +70,9 @@ def engine_options(f: F) -> F:
                      help="Run on an existing Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
                           "corpus and OUTDIR at the same paths.")(f)
     f = click.option("--start-method", type=click.Choice(START_METHODS), default="auto", show_default=True,
-                     help="How the local cluster starts its workers: auto forks them from this process on Linux "
-                          "(fast), spawn starts fresh interpreters (as on macOS and Windows).")(f)
+                     help="How the local cluster starts its workers. auto: forked from this process on Linux "
+                          "(fast; this command always can), spawned elsewhere; fork: always forked; spawn: fresh "
+                          "interpreters (as on macOS and Windows); forkserver: forked from a clean server process.")(f)
     return click.option("--workers", type=int, default=None,
                         help="Worker processes of the local cluster, each doing one file at a time on one core "
                              "[default: one per core].")(f)

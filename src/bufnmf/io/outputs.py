@@ -964,11 +964,16 @@ def _fsync_file(path: Path) -> None:
 class _Deferred:
     """Signals that arrived while held, delivered to the handlers they had once the block is done."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_delivers: bool = False) -> None:
         self.pending: list[int] = []
         self.old: dict[int, Any] = {}
+        self.repeat_delivers = repeat_delivers
 
     def record(self, signum: int, frame: object) -> None:
+        if self.repeat_delivers and signum in self.pending:  # pressed again: the user will not wait
+            for s, old in self.old.items():
+                signal.signal(s, old if old is not None else signal.SIG_DFL)
+            self.redeliver()
         self.pending.append(signum)
 
     def redeliver(self) -> None:
@@ -991,11 +996,13 @@ class _Deferred:
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[_Deferred]:
+def signals_deferred(repeat_delivers: bool = False) -> Iterator[_Deferred]:
     """Hold SIGINT and SIGTERM in the block (main thread only: elsewhere Python delivers no
     signals anyway), e.g. while a commit's files are renamed, so an interrupt cannot land between
-    two renames; the caller then delivers them (``.deliver(written)`` or ``.redeliver()``)."""
-    d = _Deferred()
+    two renames; the caller then delivers them (``.deliver(written)`` or ``.redeliver()``).
+    ``repeat_delivers``: a signal that comes a second time is delivered at once (for a wait that
+    the user may not want to sit out)."""
+    d = _Deferred(repeat_delivers)
     if threading.current_thread() is not threading.main_thread():
         yield d
         return

@@ -584,7 +584,7 @@ def test_a_script_that_ran_a_job_first_gets_working_spawned_workers(corpus12, tm
     assert report["counts"] == {"ok": 2, "failed": 0, "skipped": 0, "cancelled": 0}, report["errors"]
 
 
-def test_ctrl_c_while_the_cluster_starts_leaves_nothing_to_refuse(corpus12, tmp_path):
+def test_ctrl_c_while_the_cluster_starts_leaves_nothing_to_refuse(corpus12, tmp_path, capsys):
     import threading
 
     import psutil
@@ -608,6 +608,17 @@ def test_ctrl_c_while_the_cluster_starts_leaves_nothing_to_refuse(corpus12, tmp_
     assert [r.status for r in index] == ["cancelled", "cancelled"]
     assert not out.exists()  # no index nor record in a folder no file began in: nothing a rerun refuses
     assert workers() <= before  # the batch's own cluster is gone
+    # the command line says so in one line
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = main(["batch", "decompose", str(corpus12 / "drums"), "-o", str(out), "-k", "2", "--iterations", "20",
+                     "--seed", "5", "--workers", "1", "--start-method", "spawn"])
+    finally:
+        timer.cancel()
+    err = capsys.readouterr().err
+    assert code == 130 and err == "bufnmf: interrupted before any file was started; nothing was written\n"
+    assert not out.exists()
     done = batch.run("decompose", corpus12 / "drums", out, client=None, workers=1, seed=5, **PARAMS)
     assert done.counts["ok"] == 2
 

@@ -127,8 +127,8 @@ def _run(job: str, corpus: Sequence[str], outdir: Path, quiet: bool, workers: in
     except KeyboardInterrupt as exc:
         bar.close()
         done = getattr(exc, "index", None)
-        if done is None:  # before any file was started
-            click.echo("bufnmf: interrupted before any file was done", err=True)
+        if done is None or not (outdir / "index.csv").exists():  # before any file was started
+            click.echo("bufnmf: interrupted before any file was started; nothing was written", err=True)
         else:
             c = done.counts
             click.echo(f"bufnmf: interrupted: {c['ok'] + c['skipped']} of {len(done)} file(s) done and kept, "

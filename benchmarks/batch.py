@@ -104,7 +104,7 @@ def jobs_loop(paths: list[Path], corpus: Path, out: Path, threads: int | None = 
 
 #: per batch run: seconds to its first finished file, and the files per second between 10% and
 #: 90% of the files done (the steady state, without start-up and shut-down)
-PHASES: list[dict[str, float]] = []
+PHASES: list[dict[str, float | str]] = []
 
 
 def batch_run(corpus: Path, out: Path, workers: int, start_method: str = "auto") -> float:

@@ -638,6 +638,20 @@ def test_a_second_interrupt_is_delivered_at_once_when_asked():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
     assert held.pending == [signal.SIGINT, signal.SIGINT]
+    # a handler that returns gets the repeated signal once, at once, and not again at the block's end
+    calls: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with signals_deferred(repeat_delivers=True) as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert calls == [signal.SIGTERM]
+        held.redeliver()
+        assert calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def test_a_script_without_the_main_guard_is_told_so(corpus12, tmp_path):

@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -179,8 +180,6 @@ def openmp_in_use() -> bool:
     already using GNU OpenMP, this is unsafe"): a batch process that has run numba's parallel
     kernels (any single-file job) cannot fork its workers.
     """
-    import sys
-
     numba = sys.modules.get("numba")
     if numba is not None:
         try:
@@ -223,7 +222,6 @@ def choose_start_method(choice: str = "auto", *, workers: int = 1, rss: int | No
     if choice != "auto":
         return choice
     import multiprocessing
-    import sys
 
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"

@@ -127,7 +127,7 @@ def _run(job: str, corpus: Sequence[str], outdir: Path, quiet: bool, workers: in
     except KeyboardInterrupt as exc:
         bar.close()
         done = getattr(exc, "index", None)
-        if done is None or not (outdir / "index.csv").exists():  # before any file was started
+        if done is None or not done.files:  # before any file was started: no index written
             click.echo("bufnmf: interrupted before any file was started; nothing was written", err=True)
         else:
             c = done.counts

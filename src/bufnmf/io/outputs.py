@@ -974,6 +974,8 @@ class _Deferred:
             for s, old in self.old.items():
                 signal.signal(s, old if old is not None else signal.SIG_DFL)
             self.redeliver()
+            self.pending.clear()  # delivered now (a handler that returns): not again at the block's end
+            return
         self.pending.append(signum)
 
     def redeliver(self) -> None:

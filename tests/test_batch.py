@@ -286,6 +286,42 @@ def test_largest_files_are_sent_first():
     assert [i for i, _ in submission_order(todo)] == [1, 3, 4, 0, 2]  # ties keep corpus order; unreadable last
 
 
+def test_short_files_go_several_to_a_task_and_the_last_alone():
+    from collections import deque
+
+    from bufnmf.batch.engine import GROUP_SECONDS, MAX_GROUP, Pace, next_group
+    from bufnmf.batch.index import Row
+    from bufnmf.batch.tasks import Task
+
+    def task(i: int, size: int | None) -> tuple[int, Task]:
+        return i, Task("decompose", f"f{i}", f"f{i}", "/out", {}, "k", {"source": None if size is None else [size, 0]})
+
+    queue = deque(task(i, 1000) for i in range(200))
+    assert [i for i, _ in next_group(queue, None, 2)] == [0]  # no pace yet: one file
+    # 0.1 s a file: five to a task (GROUP_SECONDS 0.5 s)
+    assert GROUP_SECONDS == 0.5 and [i for i, _ in next_group(queue, 1e-4, 2)] == [1, 2, 3, 4, 5]
+    assert len(next_group(queue, 1e-7, 2)) == MAX_GROUP  # very short files: at most MAX_GROUP
+    assert len(next_group(queue, 1.0, 2)) == 1  # a file longer than a group's time: alone
+    sizes = []
+    while queue:  # guided: at most the files left / (4 x 2 worker threads), so the last 15 go alone
+        sizes.append(len(next_group(queue, 1e-4, 2)))
+    assert sizes[:3] == [5, 5, 5] and sizes == sorted(sizes, reverse=True) and sum(sizes) == 200 - 1 - 5 - 16 - 1
+    assert sizes[-16:] == [2] + [1] * 15
+    mixed = deque([task(0, 1000), task(1, 3000), task(2, None), task(3, 1000), task(4, 2000)] +
+                  [task(i, 1000) for i in range(5, 25)])
+    # 0.1 + 0.3 + 0 (unreadable: fails at once) + 0.1 s = 0.5 s; the next, 0.2 s more, would not fit
+    assert [i for i, _ in next_group(mixed, 1e-4, 1)] == [0, 1, 2, 3]
+    pace = Pace()
+    assert pace.per_byte() is None
+    pace.add(task(0, 1000)[1], Row("f0", "failed", "x", seconds=9.0))  # failures and unknown sizes do not count
+    pace.add(task(1, None)[1], Row("f1", "ok", seconds=9.0))
+    assert pace.per_byte() is None
+    pace.add(task(2, 1000)[1], Row("f2", "ok", seconds=20.0))  # a worker's first file (compiling): an outlier
+    for i in range(3, 6):
+        pace.add(task(i, 2000)[1], Row(f"f{i}", "ok", seconds=0.2))
+    assert pace.per_byte() == pytest.approx(1e-4)  # the median of the recent files' pace
+
+
 def test_cancel_check_asks_the_scheduler_at_most_once_a_poll(monkeypatch):
     from bufnmf.batch import tasks
 
@@ -694,6 +730,52 @@ def test_a_killed_worker_does_not_lose_files(done12, corpus12, tmp_path):
         assert visible_files(tmp_path / "parts" / r.output) == visible_files(out / r.output), r.output
 
 
+def test_a_group_whose_worker_dies_is_split_to_find_the_file(done12, corpus12, tmp_path, monkeypatch):
+    """Files go several to a task; when a task's worker dies, its files are sent again one per task,
+    so only the file that kills its workers fails, and its groupmates end as when done alone."""
+    from bufnmf.batch import engine
+
+    poison = str(corpus12 / "piano" / "a.wav")
+
+    def dying_group(tasks, budgets=None, cancel=None):  # (pickled by value: it runs on the workers)
+        import os
+        import signal
+
+        from bufnmf.batch.tasks import execute_group
+
+        if any(t.source == poison for t in tasks):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return execute_group(tasks, budgets, cancel)
+
+    groups: list[list[str]] = []
+    real_next_group = engine.next_group
+
+    def spy(queue, per_byte, threads):
+        group = real_next_group(queue, per_byte, threads)
+        groups.append([t.source for _, t in group])
+        return group
+
+    monkeypatch.setattr(engine, "execute_group", dying_group)
+    monkeypatch.setattr(engine, "next_group", spy)
+    monkeypatch.setattr(engine.Pace, "per_byte", lambda self: 1e-9)  # short files: grouped from the start
+    monkeypatch.setattr(engine, "GUIDED", 1)  # (12 files would go one per task, 4 per worker thread left)
+    # a local cluster as the batch makes it (a task fails once 4 workers died running it: Dask's
+    # allowed-failures 3; a worker holds one task at a time, so no other task dies with the poison)
+    folders = [corpus12 / f for f in ("drums", "drums_c", "piano", "stereo", "formats", "bad")]
+    index = batch.run("decompose", folders, tmp_path / "parts", workers=2, seed=5, **PARAMS)
+    assert [len(g) for g in groups] == [5, 3, 1, 1, 1] and poison in groups[0]  # 11 files, 2 worker threads
+    out, ref = done12  # the poison's groupmates, sent again alone, end as in one batch without it
+    want = {r.output: r for r in ref}
+    assert len(index) == 11
+    for r in index:
+        if r.path == poison:
+            assert r.status == "failed" and r.error.startswith("the worker doing it died"), r.error
+        else:
+            assert (r.status, r.error) == (want[r.output].status, want[r.output].error), r.output
+            if r.status == "ok":
+                assert visible_files(tmp_path / "parts" / r.output) == visible_files(out / r.output), r.output
+
+
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bufnmf", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True, **kw)
@@ -778,6 +860,45 @@ def test_ctrl_c_keeps_finished_files_and_half_writes_none(corpus_long, reference
     done = subprocess.run([sys.executable, "-m", "bufnmf", *map(str, args)], capture_output=True, text=True,
                           env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert outputs(out) == outputs(reference_long)
+
+
+def test_a_cancelled_batch_stops_the_groups_being_done(corpus_long, reference_long, client, tmp_path, monkeypatch):
+    """Files sent several to a task: once the batch is cancelled, the file being done stops without
+    writing, its groupmates are not started, the finished ones stay; a rerun ends identical."""
+    from bufnmf.batch import engine
+    from bufnmf.errors import Cancelled
+
+    groups: list[int] = []
+    real_next_group = engine.next_group
+
+    def spy(queue, per_byte, threads):
+        group = real_next_group(queue, per_byte, threads)
+        groups.append(len(group))
+        return group
+
+    monkeypatch.setattr(engine, "next_group", spy)
+    monkeypatch.setattr(engine, "GROUP_SECONDS", 100.0)  # these 12 files of ~0.3 s: as many to a task as allowed
+    monkeypatch.setattr(engine, "GUIDED", 1)
+    out = tmp_path / "parts"
+    with pytest.raises(Cancelled) as info:
+        batch.run("decompose", corpus_long, out, client=client, seed=9, components=3, iterations=100,
+                  progress=lambda row, done, total: False if done >= 3 else None)
+    assert groups[:5] == [1, 1, 1, 1, 4]  # two single files per worker thread, then the pace is known
+    rows = info.value.index  # type: ignore[attr-defined]
+    statuses = [r.status for r in rows]
+    assert statuses.count("ok") >= 3 and statuses.count("cancelled") >= 4 and set(statuses) == {"ok", "cancelled"}
+    ref = visible_files(reference_long)
+    for r in rows:
+        folder = out / r.output
+        assert not (folder.exists() and list(folder.glob(".*.part"))), r.output
+        if r.status == "ok":
+            assert visible_files(folder) == {k.split("/", 1)[1]: v for k, v in ref.items()
+                                             if k.startswith(r.output + "/")}
+        else:
+            assert not folder.exists() or visible_files(folder) == {}, r.output  # nothing half-written
+    again = batch.run("decompose", corpus_long, out, client=client, seed=9, components=3, iterations=100)
+    assert again.counts["skipped"] == statuses.count("ok") and again.counts["ok"] == statuses.count("cancelled")
     assert outputs(out) == outputs(reference_long)
 
 

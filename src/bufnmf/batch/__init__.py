@@ -16,7 +16,7 @@ from __future__ import annotations
 from .corpus import AUDIO_EXTENSIONS, Source, find
 from .engine import connect, parameters, run
 from .index import COLUMNS, Index, Row, read_index_csv
-from .tasks import JOBS, Task, execute, limit_threads
+from .tasks import JOBS, Task, execute, execute_group, limit_threads
 
-__all__ = ["AUDIO_EXTENSIONS", "COLUMNS", "JOBS", "Index", "Row", "Source", "Task", "connect", "execute", "find",
-           "limit_threads", "parameters", "read_index_csv", "run"]
+__all__ = ["AUDIO_EXTENSIONS", "COLUMNS", "JOBS", "Index", "Row", "Source", "Task", "connect", "execute",
+           "execute_group", "find", "limit_threads", "parameters", "read_index_csv", "run"]

@@ -3,6 +3,8 @@
 On this machine by default (a local cluster of worker processes, one task at a time each, the
 machine's cores shared out among them), or on an existing Dask cluster (``client=`` a
 ``distributed.Client`` or a scheduler's address), so one command scales to many machines.
+Short files go several to a task (:func:`next_group`), so that Dask's bookkeeping is paid per
+half second of work, not per file; a task whose workers keep dying is split into single files.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..workflows.jobs import decompose_job, learn_job, stack_kits_job, track_job
 from . import corpus as corpus_
 from . import records
 from .index import Index, Row, write_index, write_table
-from .tasks import JOBS, Task, execute, message
+from .tasks import JOBS, Task, execute_group, message
 
 ProgressCallback = Callable[[Row, int, int], "bool | None"]
 
@@ -51,8 +53,12 @@ LOCK = ".bufnmf-batch.lock"
 #: enforces the workers' memory limit) keeps its default. Measured on 2 cores, 2 workers, 200
 #: files of 5 s: Dask's own threads used 1.2 CPU-seconds per 150 files instead of 1.9-2.1, and
 #: the batch took 14.1 s instead of 14.9; an idle cluster uses a quarter of the CPU it did.
+#: A worker is given a task only when it has none (worker-saturation 1, not Dask's 1.1, which
+#: queues a second on a one-thread worker): when a file kills its worker, no other task dies
+#: with it (each death counts against every task the worker held: after 4, Dask fails them);
+#: the round trip it adds between tasks is paid once per group of files (:func:`next_group`).
 LOCAL_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "200ms",
-                "distributed.admin.system-monitor.interval": "2s"}
+                "distributed.admin.system-monitor.interval": "2s", "distributed.scheduler.worker-saturation": 1.0}
 #: How a local cluster starts its worker processes (``start_method``): "auto" forks them from the
 #: batch's process where that is safe (see :func:`choose_start_method`), else spawns fresh interpreters.
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
@@ -71,6 +77,15 @@ _ADDED = {"track": {"bases", "format", "midi"}, "learn": set(), "decompose": set
 _FILE_PARAMS = ("bases", "activations")
 #: Unfinished tasks a batch keeps at least (four per worker thread when more), sent half at a time.
 WINDOW = 32
+#: Seconds of work a task aims at: short files go to a worker several to a task (see
+#: :func:`next_group`), so that Dask's messages for a task (~9 ms of CPU across the scheduler, the
+#: client and the worker, measured on 2 cores) are paid once per group, not once per file.
+GROUP_SECONDS = 0.5
+#: Files a task holds at most.
+MAX_GROUP = 16
+#: Near the end of a batch a task holds at most the files left / (this x the worker threads), so
+#: the last tasks are single files and the workers finish together.
+GUIDED = 4
 _JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {"decompose": decompose_job, "track": track_job, "learn": learn_job}
 
 
@@ -419,8 +434,10 @@ def run(job: str, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             on the same inputs (size and modification time); False redoes every file.
         force: replace outputs that this batch did not write, and a batch run into ``out_dir``
             with other parameters (without, both are refused).
-        progress: ``progress(row, done, total)`` as each file ends (skipped ones first);
-            returning False stops the batch as Ctrl-C does (:class:`bufnmf.Cancelled`).
+        progress: ``progress(row, done, total)`` for each file as its result comes back (skipped
+            ones first; short files are done several to a task and come back together, about
+            every :data:`GROUP_SECONDS` per worker thread); returning False stops the batch as
+            Ctrl-C does (:class:`bufnmf.Cancelled`).
         debug: let Dask's own warnings through (a local cluster is silent otherwise).
         start_method: how a local cluster's worker processes start: "auto" (default) forks them
             from this process on Linux when it is small next to a worker's memory limit, and
@@ -580,67 +597,141 @@ def submission_order(todo: list[tuple[int, Task]]) -> list[tuple[int, Task]]:
     return sorted(todo, key=lambda item: -((item[1].stamp.get("source") or [-1])[0]))
 
 
+def _size(task: Task) -> int:
+    """The source's size in bytes (0 when it could not be read)."""
+    return int((task.stamp.get("source") or [0])[0] or 0)
+
+
+class Pace:
+    """Seconds of work per byte of source: the median over the last :attr:`RECENT` files done (None
+    before any). A median, so that a worker's first file, slow while numba loads or compiles its
+    kernels, does not keep the files one per task for long."""
+
+    RECENT = 32
+
+    def __init__(self) -> None:
+        self.rates: deque[float] = deque(maxlen=self.RECENT)
+
+    def add(self, task: Task, row: Row) -> None:
+        """Count a finished file (failed ones, and sources of unknown size, do not count)."""
+        if row.status == "ok" and row.seconds is not None and _size(task) > 0:
+            self.rates.append(float(row.seconds) / _size(task))
+
+    def per_byte(self) -> float | None:
+        if not self.rates:
+            return None
+        ordered = sorted(self.rates)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def next_group(queue: deque[tuple[int, Task]], per_byte: float | None, threads: int) -> list[tuple[int, Task]]:
+    """Take the next task's files off the front of ``queue`` (at least one).
+
+    Files follow one another while their expected seconds (``per_byte`` x each source's size;
+    None: unknown yet, so one file) stay within :data:`GROUP_SECONDS`, at most :data:`MAX_GROUP`
+    and at most the files left / (:data:`GUIDED` x ``threads``), so that the batch's last tasks
+    are single files.
+    """
+    group = [queue.popleft()]
+    if per_byte is None:
+        return group
+    cap = max(1, min(MAX_GROUP, (len(queue) + 1) // (GUIDED * max(1, threads))))
+    seconds = per_byte * _size(group[0][1])
+    while queue and len(group) < cap:
+        more = per_byte * _size(queue[0][1])
+        if seconds + more > GROUP_SECONDS:
+            break
+        seconds += more
+        group.append(queue.popleft())
+    return group
+
+
 def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], rows: list[Row | None],
             sources: list[corpus_.Source], progress: ProgressCallback | None, done: int,
             total: int, hold: _HeldInterrupts) -> BaseException | None:
     """Run the tasks, a few per worker thread at a time; returns the interruption, if any."""
-    from distributed import Event, as_completed
+    from distributed import Event, KilledWorker, as_completed
 
     name = f"bufnmf-batch-cancel-{uuid.uuid4().hex}"
     event = Event(name, client=client)
     # Tasks go to the scheduler a chunk at a time (each submission is one graph update for it),
     # keeping at most `window` unfinished: enough to keep every worker thread busy, few enough
-    # that a batch of 100,000 files never holds them all at once.
-    window = max(WINDOW, 4 * max(1, sum(client.nthreads().values())))
+    # that a batch of 100,000 files never holds them all at once. The first tasks are single
+    # files, two per worker thread; once one is done, its pace sizes the groups of the rest.
+    nthreads = max(1, sum(client.nthreads().values()))
+    window = max(WINDOW, 4 * nthreads)
     queue = deque(todo)
-    where: dict[str, int] = {}
+    where: dict[str, list[int]] = {}
+    tasks = dict(todo)
     pending: dict[str, Any] = {}  # submitted, not yet collected
+    pace = Pace()
     running = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
+    singles: deque[tuple[int, Task]] = deque()  # files of a group whose workers died: one per task
+
     def top_up() -> None:
-        if len(pending) > window // 2 or not queue:
+        if len(pending) > window // 2 or not (queue or singles):
             return
-        chunk = [queue.popleft() for _ in range(min(len(queue), window - len(pending)))]
-        keys = [f"bufnmf-{task.job}-{i}-{uuid.uuid4().hex[:8]}" for i, task in chunk]
+        room = window - len(pending) if pace.per_byte() is not None else max(0, 2 * nthreads - len(pending))
+        chunk = [[singles.popleft()] if singles else next_group(queue, pace.per_byte(), nthreads)
+                 for _ in range(room) if queue or singles]
+        if not chunk:
+            return
+        keys = [f"bufnmf-{group[0][1].job}-{group[0][0]}-{len(group)}-{uuid.uuid4().hex[:8]}" for group in chunk]
         # (the thread budgets, a few bytes, go with each task: a broadcast scatter stalled a test cluster)
         with signals_deferred() as held:  # a Ctrl-C here would leave tasks running that the batch does not know of
-            futs = client.map(execute, [task for _, task in chunk], budgets=threads, cancel=name, key=keys,
-                              pure=False)
-            for (i, _), fut in zip(chunk, futs, strict=True):
-                where[fut.key] = i
+            futs = client.map(execute_group, [[task for _, task in group] for group in chunk], budgets=threads,
+                              cancel=name, key=keys, pure=False)
+            for group, fut in zip(chunk, futs, strict=True):
+                where[fut.key] = [i for i, _ in group]
                 pending[fut.key] = fut
             running.update(futs)
         held.redeliver()
 
-    def result(fut: Any, value: Any = None) -> Row:
-        i = where[fut.key]
+    def results(fut: Any, value: Any = None) -> list[Row] | None:
+        """The rows of a finished task; None: its files go back in the queue one by one."""
+        idx = where[fut.key]
         try:
-            if not isinstance(value, dict):  # not gathered with it (or an error): ask the future
+            if not isinstance(value, list):  # not gathered with it (or an error): ask the future
                 value = fut.result()
-            return Row.from_dict(value)
+            return [Row.from_dict(v) for v in value]
         except Exception as exc:  # the task itself never raises: its worker died, or the cluster went away
-            from distributed import KilledWorker
-
+            if isinstance(exc, KilledWorker) and len(idx) > 1 and not cancelling:
+                return None  # one file of the group may be what kills its workers: find which
             why = (f"the worker doing it died (killed, or out of memory) too many times: {exc}"
                    if isinstance(exc, KilledWorker) else message(exc))
-            return Row(sources[i].path, "failed", " ".join(why.split()), output=sources[i].rel)
+            return [Row(sources[i].path, "failed", " ".join(why.split()), output=sources[i].rel) for i in idx]
 
+    cancelling = False
     top_up()
     interrupted: BaseException | None = None
     try:
         for fut, value in running:
-            row = result(fut, value)
-            rows[where[fut.key]] = row  # (before it leaves `pending`: an interrupt keeps the row)
-            done += 1
+            got = results(fut, value)
+            idx = where[fut.key]
+            if got is None:  # its files go back, one per task
+                singles.extend((i, tasks[i]) for i in idx)
+                got = []
+            else:
+                for i, row in zip(idx, got, strict=True):
+                    rows[i] = row  # (before the task leaves `pending`: an interrupt keeps the rows)
+                    pace.add(tasks[i], row)
             del pending[fut.key]
             fut.release()
-            if progress is not None and progress(row, done, total) is False:
+            stop = False
+            for row in got:
+                done += 1
+                if progress is not None and progress(row, done, total) is False:
+                    stop = True
+            if stop:
                 raise _Stop
             top_up()
     except (KeyboardInterrupt, _Stop) as exc:
         hold.start()
         interrupted = exc if isinstance(exc, KeyboardInterrupt) else Cancelled("cancelled by the progress callback")
         # stop cleanly: running jobs stop (decompose within 0.2 s, writing nothing) or finish; none starts
+        cancelling = True
         event.set()
         left = list(pending.values())
         deadline = time.monotonic() + GRACE_SECONDS  # (distributed.wait wants a default client: poll)
@@ -648,7 +739,8 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
             time.sleep(0.05)
         for fut in left:
             if fut.done():
-                rows[where[fut.key]] = result(fut)
+                for i, row in zip(where[fut.key], results(fut) or [], strict=True):
+                    rows[i] = row
         with contextlib.suppress(Exception):
             client.cancel(left)
     return interrupted

@@ -4,6 +4,7 @@ convolutive model (NMFD, batch and online)."""
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -245,3 +246,31 @@ def test_online_nmfd_with_one_frame_is_fixed_bases_nmf():
     ref = multiplicative_update(V, Wn, np.repeat(V.sum(axis=0)[None] / 3, 3, axis=0), 25, update_bases=False,
                                 normalise_bases=False, kernel="numpy").activations
     np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_numpy_updates_do_not_depend_on_blas_threads():
+    """A BLAS product's rounding depends on how many threads it is split over: the NumPy updates
+    run BLAS on one thread, so a single-file run (all cores) and a batch worker (one thread) agree
+    to the bit, and the caller's BLAS setting is restored."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bufnmf.models.mu import multiplicative_update
+    from bufnmf.models.nmfd import nmfd_update
+
+    rng = np.random.default_rng(3)
+    V = rng.gamma(0.3, 1.0, size=(513, 1500)).astype(np.float32)  # products big enough to be threaded
+    W = rng.random((513, 4)).astype(np.float32) + 0.1
+    H = rng.random((4, 1500)).astype(np.float32) + 0.1
+    Wt = rng.random((513, 3, 5)).astype(np.float32) + 0.1
+    many = max(2, os.cpu_count() or 2)
+    got = []
+    for n in (1, many):
+        with threadpool_limits(n, user_api="blas"):
+            plain = multiplicative_update(V, W, H, 8, kernel="numpy", track_divergence=True)
+            conv = nmfd_update(V, Wt, H[:3], 4, track_divergence=True)
+            assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {n}
+        got.append((plain, conv))
+    (a, b), (c, d) = got
+    for one, other in ((a, c), (b, d)):
+        assert np.array_equal(one.bases, other.bases) and np.array_equal(one.activations, other.activations)
+        assert one.divergences == other.divergences

@@ -48,9 +48,11 @@ templates' frames.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -171,6 +173,34 @@ def resolve_kernel(kernel: str, work: tuple[int, int, int, int] | None = None) -
     if kernel not in available_kernels():
         raise ValueError("kernel 'numba' is not available: install numba (pip install numba)")
     return kernel
+
+
+_blas: Any = None  # threadpoolctl's controller of this process's BLAS (made once), or False
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run BLAS on one thread inside: the NumPy updates' results then do not depend on the cores.
+
+    A BLAS matrix product splits its work over threads in blocks, and the rounding of the blocks'
+    edges depends on the split: with the machine's BLAS threads the NumPy updates gave results
+    differing in the last bits (up to 1e-7 of the samples) from a batch worker's, which runs one
+    thread, and from another machine's. The products here are thin (K columns), where threads
+    gain little. Process-wide (BLAS has no per-thread setting), restored on the way out.
+    """
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a dependency
+            _blas = False
+        else:
+            _blas = ThreadpoolController()
+    if not _blas:  # pragma: no cover - threadpoolctl missing
+        yield
+        return
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _mask(update: bool | np.ndarray, K: int) -> np.ndarray:
@@ -388,35 +418,36 @@ def multiplicative_update(
     learn_h, all_h = bool(h_mask.any()), bool(h_mask.all())
     divs: list[float] = []
     done = 0
-    for it in range(iterations):
-        if learn_w:
-            step = w_factor(V, W, H, beta, eps)
-            if all_w:
-                W *= step
-            else:
-                W[:, w_mask] *= step[:, w_mask]
-            if W0 is not None:
-                blend_toward(W, W0, semi, it, iterations, float(adapt or 0.0))
-            if normalise_bases:
-                _renormalise(W, w_mask, float(eps))
-        if before_h is not None:
-            H = np.ascontiguousarray(before_h(H, it), dtype=dtype)
-        if learn_h:
-            num, den = h_terms(V, W, H, beta, eps)
-            if penalties.active:
-                num, den = penalise_h(num, den, H, W.sum(axis=0), penalties)
-            step = num / np.maximum(den, eps)
-            if gamma != 1.0:
-                step **= gamma
-            if all_h:
-                H *= step
-            else:
-                H[h_mask] *= step[h_mask]
-        done = it + 1
-        if track_divergence:
-            divs.append(beta_divergence(V, W, H, beta))
-        if progress is not None and progress(done) is False:
-            break
+    with one_blas_thread():  # (results independent of the cores: see one_blas_thread)
+        for it in range(iterations):
+            if learn_w:
+                step = w_factor(V, W, H, beta, eps)
+                if all_w:
+                    W *= step
+                else:
+                    W[:, w_mask] *= step[:, w_mask]
+                if W0 is not None:
+                    blend_toward(W, W0, semi, it, iterations, float(adapt or 0.0))
+                if normalise_bases:
+                    _renormalise(W, w_mask, float(eps))
+            if before_h is not None:
+                H = np.ascontiguousarray(before_h(H, it), dtype=dtype)
+            if learn_h:
+                num, den = h_terms(V, W, H, beta, eps)
+                if penalties.active:
+                    num, den = penalise_h(num, den, H, W.sum(axis=0), penalties)
+                step = num / np.maximum(den, eps)
+                if gamma != 1.0:
+                    step **= gamma
+                if all_h:
+                    H *= step
+                else:
+                    H[h_mask] *= step[h_mask]
+            done = it + 1
+            if track_divergence:
+                divs.append(beta_divergence(V, W, H, beta))
+            if progress is not None and progress(done) is False:
+                break
     return NMFResult(W, H, divs, done, "numpy")
 
 

@@ -39,6 +39,7 @@ from .mu import (
     divergence,
     h_terms,
     multiplicative_update,
+    one_blas_thread,
     penalise_h,
     w_factor,
 )
@@ -151,36 +152,37 @@ def nmfd_update(
     Wf = flat(W)
     divs: list[float] = []
     done = 0
-    for it in range(iterations):
-        if learn_w:
-            step = w_factor(V, Wf, stack_shifts(H, T), beta, eps, bg).reshape(bins, T, K).transpose(0, 2, 1)
-            W[:, w_mask] *= step[:, w_mask]
-            if W0 is not None:
-                blend_toward(W, W0, semi, it, iterations, float(adapt or 0.0))
-            if normalise_bases:
-                normalise_templates(W, w_mask)
-            Wf = flat(W)
-        if learn_h:
-            num_s, den_s = h_terms(V, Wf, stack_shifts(H, T), beta, eps, bg)
-            num = unstack_shifts(num_s, T, K)
-            den = unstack_shifts(np.broadcast_to(den_s, num_s.shape), T, K)
-            if penalties.active:
-                num, den = penalise_h(num, den, H, template_mass(W), penalties)
-            step = num / np.maximum(den, eps)
-            if gamma != 1.0:
-                step **= gamma
-            if all_h:
-                H *= step
-            else:
-                H[h_mask] *= step[h_mask]
-        done = it + 1
-        if track_divergence:
-            model = Wf @ stack_shifts(H, T)
-            if bg is not None:
-                model += bg
-            divs.append(divergence(V, model, beta))
-        if progress is not None and progress(done) is False:
-            break
+    with one_blas_thread():  # (results independent of the cores: see one_blas_thread)
+        for it in range(iterations):
+            if learn_w:
+                step = w_factor(V, Wf, stack_shifts(H, T), beta, eps, bg).reshape(bins, T, K).transpose(0, 2, 1)
+                W[:, w_mask] *= step[:, w_mask]
+                if W0 is not None:
+                    blend_toward(W, W0, semi, it, iterations, float(adapt or 0.0))
+                if normalise_bases:
+                    normalise_templates(W, w_mask)
+                Wf = flat(W)
+            if learn_h:
+                num_s, den_s = h_terms(V, Wf, stack_shifts(H, T), beta, eps, bg)
+                num = unstack_shifts(num_s, T, K)
+                den = unstack_shifts(np.broadcast_to(den_s, num_s.shape), T, K)
+                if penalties.active:
+                    num, den = penalise_h(num, den, H, template_mass(W), penalties)
+                step = num / np.maximum(den, eps)
+                if gamma != 1.0:
+                    step **= gamma
+                if all_h:
+                    H *= step
+                else:
+                    H[h_mask] *= step[h_mask]
+            done = it + 1
+            if track_divergence:
+                model = Wf @ stack_shifts(H, T)
+                if bg is not None:
+                    model += bg
+                divs.append(divergence(V, model, beta))
+            if progress is not None and progress(done) is False:
+                break
     return NMFResult(W, H, divs, done, "numpy")
 
 

@@ -162,8 +162,14 @@ def test_corpus_folder_glob_list_and_output_folders(tmp_path):
         corpus.find(tmp_path / "nothing")
     with pytest.raises(BufNMFError, match="no audio files match"):
         corpus.find(str(tmp_path / "*.mp3"))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(BufNMFError, match="no audio files in"):
-        corpus.find(root / "out" / "old" / "..", exclude=root / "out")
+        corpus.find(tmp_path / "empty")
+    with pytest.raises(BufNMFError, match=r"the output folder .*out is the corpus folder .* or holds it: a batch "
+                                          r"never reads its own output folder; choose an output folder outside"):
+        corpus.find(root / "out" / "old" / "..", exclude=root / "out")  # -o the corpus itself
+    with pytest.raises(BufNMFError, match="is the corpus folder"):
+        corpus.find(root / "out" / "old", exclude=root / "out")  # a corpus inside the output folder
 
 
 def test_batch_commands_take_the_single_commands_options():
@@ -312,14 +318,28 @@ def test_short_files_go_several_to_a_task_and_the_last_alone():
     # 0.1 + 0.3 + 0 (unreadable: fails at once) + 0.1 s = 0.5 s; the next, 0.2 s more, would not fit
     assert [i for i, _ in next_group(mixed, 1e-4, 1)] == [0, 1, 2, 3]
     pace = Pace()
-    assert pace.per_byte() is None
-    pace.add(task(0, 1000)[1], Row("f0", "failed", "x", seconds=9.0))  # failures and unknown sizes do not count
+
+    def named(name: str, size: int) -> Task:
+        return Task("decompose", name, name, "/out", {}, "k", {"source": [size, 0]})
+
+    wav = named("a.wav", 1)
+    assert pace.per_byte(wav) is None and not pace.known()
+    pace.add(named("f0.wav", 1000), Row("f0", "failed", "x", seconds=9.0))  # failures and unknown sizes do not count
     pace.add(task(1, None)[1], Row("f1", "ok", seconds=9.0))
-    assert pace.per_byte() is None
-    pace.add(task(2, 1000)[1], Row("f2", "ok", seconds=20.0))  # a worker's first file (compiling): an outlier
+    assert pace.per_byte(wav) is None and not pace.known()
+    pace.add(named("f2.wav", 1000), Row("f2", "ok", seconds=20.0))  # a worker's first file (compiling): an outlier
     for i in range(3, 6):
-        pace.add(task(i, 2000)[1], Row(f"f{i}", "ok", seconds=0.2))
-    assert pace.per_byte() == pytest.approx(1e-4)  # the median of the recent files' pace
+        pace.add(named(f"f{i}.WAV", 2000), Row(f"f{i}", "ok", seconds=0.2))
+    assert pace.known() and pace.per_byte(wav) == pytest.approx(1e-4)  # the median of the recent files' pace
+    ogg = named("x.ogg", 100)
+    assert pace.per_byte(ogg) is None  # each kind of file its own pace (a compressed one: more work per byte)
+    pace.add(named("y.ogg", 1000), Row("y", "ok", seconds=1.5))
+    assert pace.per_byte(ogg) == pytest.approx(1.5e-3) and pace.per_byte(wav) == pytest.approx(1e-4)
+    kinds = deque([(0, named("a.wav", 1000)), (1, named("b.wav", 1000)), (2, named("c.ogg", 100)),
+                   (3, named("d.mp3", 10))] + [(i, named(f"{i}.wav", 1000)) for i in range(4, 40)])
+    # 0.1 + 0.1 + 0.15 s; then an mp3, of unknown pace: it ends the group, and goes alone
+    assert [i for i, _ in next_group(kinds, pace.per_byte, 1)] == [0, 1, 2]
+    assert [i for i, _ in next_group(kinds, pace.per_byte, 1)] == [3]
 
 
 def test_cancel_check_asks_the_scheduler_at_most_once_a_poll(monkeypatch):
@@ -757,7 +777,8 @@ def test_a_group_whose_worker_dies_is_split_to_find_the_file(done12, corpus12, t
 
     monkeypatch.setattr(engine, "execute_group", dying_group)
     monkeypatch.setattr(engine, "next_group", spy)
-    monkeypatch.setattr(engine.Pace, "per_byte", lambda self: 1e-9)  # short files: grouped from the start
+    monkeypatch.setattr(engine.Pace, "per_byte", lambda self, task: 1e-9)  # short files: grouped from the start
+    monkeypatch.setattr(engine.Pace, "known", lambda self: True)
     monkeypatch.setattr(engine, "GUIDED", 1)  # (12 files would go one per task, 4 per worker thread left)
     # a local cluster as the batch makes it (a task fails once 4 workers died running it: Dask's
     # allowed-failures 3; a worker holds one task at a time, so no other task dies with the poison)

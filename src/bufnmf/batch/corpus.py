@@ -118,6 +118,13 @@ def find(corpus: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         p = Path(text).expanduser()
         if p.is_dir():
             root = Path(os.path.abspath(p))
+            if skip is not None and _inside(root, skip):
+                other = skip.parent / f"{Path(text).expanduser().resolve().name or 'corpus'}-parts"
+                raise BufNMFError(f"the output folder {skip} is the corpus folder {text} or holds it: a batch never "
+                                  "reads its own output folder; choose an output folder outside the corpus, e.g. "
+                                  f"{other}",
+                                  cli=f"-o {skip} is the corpus folder {text} or holds it: a batch never reads its own "
+                                      f"output folder; choose one outside the corpus, e.g. -o {other}")
             found = _walk(root, skip)
             if not found:
                 raise BufNMFError(f"no audio files in {text} (looked for {', '.join(sorted(AUDIO_EXTENSIONS))} "

@@ -603,46 +603,61 @@ def _size(task: Task) -> int:
 
 
 class Pace:
-    """Seconds of work per byte of source: the median over the last :attr:`RECENT` files done (None
-    before any). A median, so that a worker's first file, slow while numba loads or compiles its
-    kernels, does not keep the files one per task for long."""
+    """Seconds of work per byte of source, per kind of file (its extension: a compressed file does
+    ten times the work per byte of a WAV): the median over the last :attr:`RECENT` files of that
+    kind done (None before any). A median, so that a worker's first file, slow while numba loads
+    or compiles its kernels, does not keep the files one per task for long."""
 
     RECENT = 32
 
     def __init__(self) -> None:
-        self.rates: deque[float] = deque(maxlen=self.RECENT)
+        self.rates: dict[str, deque[float]] = {}
+
+    @staticmethod
+    def _kind(task: Task) -> str:
+        return Path(task.source).suffix.lower()
 
     def add(self, task: Task, row: Row) -> None:
         """Count a finished file (failed ones, and sources of unknown size, do not count)."""
         if row.status == "ok" and row.seconds is not None and _size(task) > 0:
-            self.rates.append(float(row.seconds) / _size(task))
+            self.rates.setdefault(self._kind(task), deque(maxlen=self.RECENT)).append(float(row.seconds) / _size(task))
 
-    def per_byte(self) -> float | None:
-        if not self.rates:
+    def known(self) -> bool:
+        """Whether any file has been counted."""
+        return bool(self.rates)
+
+    def per_byte(self, task: Task) -> float | None:
+        """The pace of ``task``'s kind of file, or None while none of that kind is done."""
+        rates = self.rates.get(self._kind(task))
+        if not rates:
             return None
-        ordered = sorted(self.rates)
+        ordered = sorted(rates)
         mid = len(ordered) // 2
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def next_group(queue: deque[tuple[int, Task]], per_byte: float | None, threads: int) -> list[tuple[int, Task]]:
+def next_group(queue: deque[tuple[int, Task]], per_byte: float | Callable[[Task], float | None] | None,
+               threads: int) -> list[tuple[int, Task]]:
     """Take the next task's files off the front of ``queue`` (at least one).
 
-    Files follow one another while their expected seconds (``per_byte`` x each source's size;
-    None: unknown yet, so one file) stay within :data:`GROUP_SECONDS`, at most :data:`MAX_GROUP`
+    Files follow one another while their expected seconds (``per_byte``, a number or a function
+    of the task such as :meth:`Pace.per_byte`, x each source's size; None: unknown, and a file
+    of unknown pace ends the group) stay within :data:`GROUP_SECONDS`, at most :data:`MAX_GROUP`
     and at most the files left / (:data:`GUIDED` x ``threads``), so that the batch's last tasks
     are single files.
     """
+    pace = per_byte if callable(per_byte) else (lambda task: per_byte)
     group = [queue.popleft()]
-    if per_byte is None:
+    first = pace(group[0][1])
+    if first is None:
         return group
     cap = max(1, min(MAX_GROUP, (len(queue) + 1) // (GUIDED * max(1, threads))))
-    seconds = per_byte * _size(group[0][1])
+    seconds = first * _size(group[0][1])
     while queue and len(group) < cap:
-        more = per_byte * _size(queue[0][1])
-        if seconds + more > GROUP_SECONDS:
+        rate = pace(queue[0][1])
+        if rate is None or seconds + rate * _size(queue[0][1]) > GROUP_SECONDS:
             break
-        seconds += more
+        seconds += rate * _size(queue[0][1])
         group.append(queue.popleft())
     return group
 
@@ -673,8 +688,8 @@ def _submit(client: Any, threads: dict[str, int], todo: list[tuple[int, Task]], 
     def top_up() -> None:
         if len(pending) > window // 2 or not (queue or singles):
             return
-        room = window - len(pending) if pace.per_byte() is not None else max(0, 2 * nthreads - len(pending))
-        chunk = [[singles.popleft()] if singles else next_group(queue, pace.per_byte(), nthreads)
+        room = window - len(pending) if pace.known() else max(0, 2 * nthreads - len(pending))
+        chunk = [[singles.popleft()] if singles else next_group(queue, pace.per_byte, nthreads)
                  for _ in range(room) if queue or singles]
         if not chunk:
             return

@@ -797,6 +797,46 @@ def test_a_group_whose_worker_dies_is_split_to_find_the_file(done12, corpus12, t
                 assert visible_files(tmp_path / "parts" / r.output) == visible_files(out / r.output), r.output
 
 
+def test_files_finished_whose_results_were_lost_are_ok_in_the_index(done12, corpus12, tmp_path, monkeypatch):
+    """A batch stopped while a task has written its file but not returned (its worker ended with
+    the batch, as a SIGTERM to the process group does) reads the file's record: "ok", not "cancelled"."""
+    from bufnmf.batch import engine
+    from bufnmf.errors import Cancelled
+
+    lost = str(corpus12 / "piano" / "a.wav")
+
+    def slow_group(tasks, budgets=None, cancel=None):  # (pickled by value: it runs on the workers)
+        import time
+
+        from bufnmf.batch.tasks import execute_group
+
+        if not any(t.source == lost for t in tasks):
+            time.sleep(0.3)  # the other files finish after the lost one is written
+        rows = execute_group(tasks, budgets, cancel)
+        if any(t.source == lost for t in tasks):
+            time.sleep(8)  # written, but its result does not come back before the batch stops
+        return rows
+
+    out = tmp_path / "parts"
+
+    def stop_once_written(row, done, total):
+        return False if (records.read(out / "piano" / "a") or {}).get("status") == "ok" else None
+
+    monkeypatch.setattr(engine, "execute_group", slow_group)
+    monkeypatch.setattr(engine, "GRACE_SECONDS", 0.5)
+    folders = [corpus12 / f for f in ("drums", "drums_c", "piano", "stereo", "formats")]
+    with pytest.raises(Cancelled) as info:
+        batch.run("decompose", folders, out, workers=2, seed=5, progress=stop_once_written, **PARAMS)
+    rows = {r.output: r for r in info.value.index}  # type: ignore[attr-defined]
+    assert rows["piano/a"].status == "ok" and rows["piano/a"].seed == 5
+    ref_out, _ = done12
+    assert visible_files(out / "piano" / "a") == visible_files(ref_out / "piano" / "a")
+    for rel, r in rows.items():
+        assert r.status in ("ok", "cancelled"), rel
+        if r.status == "cancelled":
+            assert not (out / rel).exists() or visible_files(out / rel) == {}, rel
+
+
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bufnmf", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True, **kw)

@@ -533,6 +533,7 @@ def _run(job: str, sources: list[corpus_.Source], out: Path, given: dict[str, An
          workers: int | None, resume: bool, force: bool, progress: ProgressCallback | None, debug: bool,
          start_method: str, t_start: float, begin: Callable[[], None]) -> Index:
     kit_seed = _kit_seed(sources, out, key, given) if job == "learn" else None
+    run_id = uuid.uuid4().hex  # in each file's record: which run did it
     rows: list[Row | None] = [None] * len(sources)
     todo: list[tuple[int, Task]] = []
     total = len(sources)
@@ -553,7 +554,7 @@ def _run(job: str, sources: list[corpus_.Source], out: Path, given: dict[str, An
                 stop = True
             continue
         todo.append((i, Task(job, src.path, src.rel, str(out), given, key, st, force=force, label=src.label,
-                             seed=kit_seed)))
+                             seed=kit_seed, run=run_id)))
     todo = submission_order(todo)
     index = Index(job=job, out_dir=out)
     interrupted: BaseException | None = None
@@ -570,6 +571,8 @@ def _run(job: str, sources: list[corpus_.Source], out: Path, given: dict[str, An
                 interrupted = exc
         elif stop:
             interrupted = Cancelled("cancelled by the progress callback")
+        if interrupted is not None:  # files finished whose results never came back (their worker ended)
+            _recover(rows, sources, out, run_id)
         for i, src in enumerate(sources):
             if rows[i] is None:
                 rows[i] = Row(src.path, "cancelled", message(Cancelled()), output=src.rel)
@@ -589,6 +592,21 @@ def _run(job: str, sources: list[corpus_.Source], out: Path, given: dict[str, An
         interrupted.index = index  # type: ignore[attr-defined]  # what was done, for the caller to report
         raise interrupted
     return index
+
+
+def _recover(rows: list[Row | None], sources: list[corpus_.Source], out: Path, run_id: str) -> None:
+    """Rows for files this run finished but whose results it did not get: their records say so.
+
+    When an interrupted batch stops, a task whose worker ended with it (a SIGTERM to the whole
+    process group, as ``timeout`` and job schedulers send) has written its files' outputs and
+    records but returned nothing; without this their rows would say "cancelled".
+    """
+    for i, src in enumerate(sources):
+        if rows[i] is not None and rows[i].status != "cancelled":  # type: ignore[union-attr]
+            continue
+        rec = records.read(out / src.rel)
+        if rec and rec.get("run") == run_id and rec.get("status") == "ok" and isinstance(rec.get("row"), dict):
+            rows[i] = Row.from_dict({**rec["row"], "path": src.path, "status": "ok", "output": src.rel})
 
 
 def submission_order(todo: list[tuple[int, Task]]) -> list[tuple[int, Task]]:

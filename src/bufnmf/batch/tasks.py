@@ -38,6 +38,8 @@ class Task:
         key: :func:`records.key` of the job and ``params``. stamp: :func:`records.stamp` of the inputs.
         force: replace outputs that are not this batch's own (the user's ``--force``).
         label: learn: the file's label. seed: learn: the seed of the whole kit (drawn once).
+        run: the batch run's token, kept in the file's record (an interrupted batch finds there
+            the files it finished whose results did not come back).
     """
 
     job: str
@@ -51,6 +53,7 @@ class Task:
     label: str = ""
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    run: str = ""
 
     @property
     def folder(self) -> Path:
@@ -311,7 +314,7 @@ def execute(task: Task, budgets: Mapping[str, int] | None = None, cancel: str | 
     force = task.force or prev is not None  # a record: these outputs are this batch's own (an earlier run's)
     marked = force or not records.has_visible_files(folder)
     base = {"bufnmf_version": __version__, "job": task.job, "key": task.key, "params": task.params,
-            "stamp": task.stamp, "source": task.source}
+            "stamp": task.stamp, "source": task.source, "run": task.run}
     try:
         if marked:
             records.write(folder, {**base, "status": "running"})

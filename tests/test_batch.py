@@ -1126,3 +1126,22 @@ def test_events_files_read_back_and_kits_stack_only_when_compatible(tmp_path):
         stack_kits([a, Kit(b.bases, ["a"], 1024, 512, 1024, 48000, seed=1)])
     with pytest.raises(BufNMFError, match="different seeds"):
         stack_kits([a, Kit(b.bases, ["a"], 1024, 512, 1024, SR, seed=2)])
+
+
+def test_the_progress_bar_counts_this_runs_files_per_second(capsys):
+    """A resumed batch reports its files done before first, all at once: the bar starts from them
+    (tqdm's `initial`), so its rate counts this run's files only."""
+    from bufnmf.cli.batch import FileBar
+
+    bar = FileBar(quiet=False)
+    bar.enabled = True  # (as on a terminal)
+    for done in range(1, 4):
+        bar(batch.Row(f"s{done}", "skipped"), done, 10)
+    assert bar.bar is None and bar.counts["skipped"] == 3  # no bar yet: nothing done by this run
+    bar(batch.Row("a", "ok"), 4, 10)
+    bar(batch.Row("b", "failed", "x"), 5, 10)
+    assert (bar.bar.initial, bar.bar.n, bar.bar.total) == (3, 5, 10)
+    meter = bar.bar.format_meter(**{**bar.bar.format_dict, "elapsed": 2.0, "rate": None})
+    assert "1.00file/s" in meter and "5/10" in meter  # (5 - 3 files) / 2 s, not 5 / 2 s
+    bar.close()
+    assert bar.bar is None

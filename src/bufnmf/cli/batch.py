@@ -98,12 +98,16 @@ class FileBar:
         if not self.enabled:
             return
         if self.bar is None:
+            if row.status == "skipped":  # a resumed batch's files done before: they come first, at once
+                return
             from tqdm import tqdm
 
             # no monitor thread: a process with no threads of its own forks its workers (a resumed
-            # batch reports its skipped files before its cluster starts)
+            # batch reports its skipped files before its cluster starts). The bar starts from the
+            # files done before (`initial`), so its files per second count this run's files only.
             tqdm.monitor_interval = 0
-            self.bar = tqdm(total=total, desc="files", unit="file", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=done - 1, desc="files", unit="file", leave=False,
+                            dynamic_ncols=True)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], skipped=self.counts["skipped"],
                              left=total - done, refresh=False)
         self.bar.update(done - self.bar.n)

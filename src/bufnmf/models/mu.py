@@ -285,6 +285,22 @@ class Penalties:
         return bool(self.sparsity or self.continuity)
 
 
+def apply_h_step(H: np.ndarray, num: np.ndarray, den: np.ndarray, eps: np.floating, gamma: float,
+                 rows: np.ndarray | None) -> None:
+    """The multiplicative H step, in place: ``H *= (num / max(den, eps)) ** gamma``.
+
+    ``H``, ``num`` and ``den`` of one shape (K, frames); ``rows``: a (K,) boolean mask of the rows
+    to update, or None for all of them.
+    """
+    step = num / np.maximum(den, eps)
+    if gamma != 1.0:
+        step **= gamma
+    if rows is None:
+        H *= step
+    else:
+        H[rows] *= step[rows]
+
+
 def continuity_gradients(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positive and negative parts of the gradient of Virtanen's temporal continuity, each (K, frames).
 
@@ -436,13 +452,7 @@ def multiplicative_update(
                 num, den = h_terms(V, W, H, beta, eps)
                 if penalties.active:
                     num, den = penalise_h(num, den, H, W.sum(axis=0), penalties)
-                step = num / np.maximum(den, eps)
-                if gamma != 1.0:
-                    step **= gamma
-                if all_h:
-                    H *= step
-                else:
-                    H[h_mask] *= step[h_mask]
+                apply_h_step(H, num, den, eps, gamma, None if all_h else h_mask)
             done = it + 1
             if track_divergence:
                 divs.append(beta_divergence(V, W, H, beta))

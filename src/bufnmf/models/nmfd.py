@@ -34,6 +34,7 @@ from .mu import (
     ProgressFn,
     _gamma,
     _mask,
+    apply_h_step,
     blend_toward,
     check_options,
     divergence,
@@ -168,13 +169,7 @@ def nmfd_update(
                 den = unstack_shifts(np.broadcast_to(den_s, num_s.shape), T, K)
                 if penalties.active:
                     num, den = penalise_h(num, den, H, template_mass(W), penalties)
-                step = num / np.maximum(den, eps)
-                if gamma != 1.0:
-                    step **= gamma
-                if all_h:
-                    H *= step
-                else:
-                    H[h_mask] *= step[h_mask]
+                apply_h_step(H, num, den, eps, gamma, None if all_h else h_mask)
             done = it + 1
             if track_divergence:
                 model = Wf @ stack_shifts(H, T)

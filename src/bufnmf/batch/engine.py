@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -601,8 +602,8 @@ def _recover(rows: list[Row | None], sources: list[corpus_.Source], out: Path, r
     process group, as ``timeout`` and job schedulers send) has written its files' outputs and
     records but returned nothing; without this their rows would say "cancelled".
     """
-    for i, src in enumerate(sources):
-        if rows[i] is not None and rows[i].status != "cancelled":  # type: ignore[union-attr]
+    for i, (src, row) in enumerate(zip(sources, rows, strict=True)):
+        if row is not None and row.status != "cancelled":
             continue
         rec = records.read(out / src.rel)
         if rec and rec.get("run") == run_id and rec.get("status") == "ok" and isinstance(rec.get("row"), dict):
@@ -647,11 +648,7 @@ class Pace:
     def per_byte(self, task: Task) -> float | None:
         """The pace of ``task``'s kind of file, or None while none of that kind is done."""
         rates = self.rates.get(self._kind(task))
-        if not rates:
-            return None
-        ordered = sorted(rates)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return statistics.median(rates) if rates else None
 
 
 def next_group(queue: deque[tuple[int, Task]], per_byte: float | Callable[[Task], float | None] | None,
@@ -673,9 +670,10 @@ def next_group(queue: deque[tuple[int, Task]], per_byte: float | Callable[[Task]
     seconds = first * _size(group[0][1])
     while queue and len(group) < cap:
         rate = pace(queue[0][1])
-        if rate is None or seconds + rate * _size(queue[0][1]) > GROUP_SECONDS:
+        more = None if rate is None else rate * _size(queue[0][1])
+        if more is None or seconds + more > GROUP_SECONDS:
             break
-        seconds += rate * _size(queue[0][1])
+        seconds += more
         group.append(queue.popleft())
     return group
 
